@@ -1,0 +1,227 @@
+//! Exporter options. The Java side passes them as (option name, value) pairs whose names are the
+//! `PipelineOptions` names, so every error here names the option the user has to fix.
+
+use crate::naming::{label_name, NamingConfig, Selection, RESERVED_LABELS};
+use std::fmt;
+use std::time::Duration;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PushMethod {
+    Put,
+    Post,
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub remote_write_url: Option<String>,
+    pub pushgateway_url: Option<String>,
+    pub naming: NamingConfig,
+    /// Pushgateway grouping key besides `job`, in the order given.
+    pub grouping: Vec<(String, String)>,
+    pub push_method: PushMethod,
+    pub delete_on_end: bool,
+    /// Total time one HTTP request may take, connect included.
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    /// Remote-write samples held while the receiver is unreachable; the oldest go first.
+    pub max_buffered_samples: usize,
+    pub max_samples_per_request: usize,
+    /// Tries of one request that keeps failing with a retryable error before it is dropped.
+    pub max_attempts: u32,
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Send staleness markers for every series when the exporter closes.
+    pub stale_on_close: bool,
+    pub export_self_metrics: bool,
+}
+
+pub mod defaults {
+    pub const PREFIX: &str = "beam";
+    pub const TIMEOUT_MS: u64 = 10_000;
+    pub const CONNECT_TIMEOUT_MS: u64 = 5_000;
+    pub const MAX_BUFFERED_SAMPLES: usize = 1_000_000;
+    pub const MAX_SAMPLES_PER_REQUEST: usize = 2_000;
+    pub const MAX_ATTEMPTS: u32 = 10;
+    pub const MIN_BACKOFF_MS: u64 = 30;
+    pub const MAX_BACKOFF_MS: u64 = 5_000;
+    pub const SET_CAP: usize = 100;
+}
+
+fn err<T>(option: &str, msg: impl fmt::Display) -> Result<T, ConfigError> {
+    Err(ConfigError(format!("--{}: {}", option, msg)))
+}
+
+fn url(option: &str, v: &str) -> Result<String, ConfigError> {
+    let parsed = match reqwest::Url::parse(v) {
+        Ok(u) => u,
+        Err(e) => return err(option, format!("'{}' is not a valid URL ({})", v, e)),
+    };
+    if parsed.scheme() != "http" && parsed.scheme() != "https" {
+        return err(option, format!("'{}' must be an http:// or https:// URL", v));
+    }
+    if parsed.host_str().is_none() {
+        return err(option, format!("'{}' has no host", v));
+    }
+    Ok(v.to_string())
+}
+
+fn number<T: std::str::FromStr>(option: &str, v: &str, min: T) -> Result<T, ConfigError>
+where
+    T: PartialOrd + fmt::Display + Copy,
+{
+    match v.trim().parse::<T>() {
+        Ok(n) if n >= min => Ok(n),
+        Ok(_) => err(option, format!("'{}' is below the minimum {}", v, min)),
+        Err(_) => err(option, format!("'{}' is not a whole number", v)),
+    }
+}
+
+fn boolean(option: &str, v: &str) -> Result<bool, ConfigError> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => err(option, format!("'{}' is not true or false", v)),
+    }
+}
+
+/// A label (constant or grouping) whose name must already be valid: silently renaming a label
+/// the user typed would surprise more than a clear error.
+fn user_label(option: &str, name: &str, reserved: &[&str]) -> Result<String, ConfigError> {
+    if label_name(name) != name || name.starts_with("__") {
+        return err(option, format!("label name '{}' is not a valid Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)", name));
+    }
+    if reserved.contains(&name) {
+        return err(option, format!("label name '{}' is reserved by the exporter (reserved: {})", name, reserved.join(", ")));
+    }
+    Ok(name.to_string())
+}
+
+impl Config {
+    pub fn from_pairs(pairs: &[(String, String)]) -> Result<Config, ConfigError> {
+        let mut remote_write_url = None;
+        let mut pushgateway_url = None;
+        let mut job = None;
+        let mut prefix = defaults::PREFIX.to_string();
+        let mut const_labels = Vec::new();
+        let mut grouping = Vec::new();
+        let mut selection = Selection::Attempted;
+        let mut timeout_ms = defaults::TIMEOUT_MS;
+        let mut push_method = PushMethod::Put;
+        let mut delete_on_end = false;
+        let mut max_buffered_samples = defaults::MAX_BUFFERED_SAMPLES;
+        let mut max_samples_per_request = defaults::MAX_SAMPLES_PER_REQUEST;
+        let mut max_attempts = defaults::MAX_ATTEMPTS;
+        let mut min_backoff_ms = defaults::MIN_BACKOFF_MS;
+        let mut max_backoff_ms = defaults::MAX_BACKOFF_MS;
+        let mut set_cap = defaults::SET_CAP;
+        let mut stale_on_close = false;
+        let mut export_self_metrics = true;
+        for (k, v) in pairs {
+            let (option, sub) = match k.split_once('.') {
+                Some((o, s)) => (o, Some(s)),
+                None => (k.as_str(), None),
+            };
+            match (option, sub) {
+                ("prometheusRemoteWriteUrl", None) if !v.is_empty() => remote_write_url = Some(url(option, v)?),
+                ("prometheusPushgatewayUrl", None) if !v.is_empty() => pushgateway_url = Some(url(option, v)?),
+                ("prometheusRemoteWriteUrl" | "prometheusPushgatewayUrl", None) => {}
+                ("prometheusJobName", None) => job = Some(v.clone()),
+                ("prometheusMetricPrefix", None) => {
+                    if !v.is_empty() && (crate::naming::metric_name(v, "x", "") != format!("{}_x", v)) {
+                        return err(option, format!("'{}' is not a valid metric name prefix ([a-zA-Z_][a-zA-Z0-9_]*, no trailing or repeated _)", v));
+                    }
+                    prefix = v.clone();
+                }
+                ("prometheusLabels", Some(name)) => {
+                    const_labels.push((user_label(option, name, RESERVED_LABELS)?, v.clone()));
+                }
+                ("prometheusGroupingKey", Some(name)) => {
+                    grouping.push((user_label(option, name, &["job"])?, v.clone()));
+                }
+                ("prometheusMetricValues", None) => {
+                    selection = match v.to_ascii_uppercase().as_str() {
+                        "ATTEMPTED" => Selection::Attempted,
+                        "COMMITTED" => Selection::Committed,
+                        "BOTH" => Selection::Both,
+                        _ => return err(option, format!("'{}' is not ATTEMPTED, COMMITTED or BOTH", v)),
+                    }
+                }
+                ("prometheusTimeoutMillis", None) => timeout_ms = number(option, v, 1u64)?,
+                ("prometheusPushMethod", None) => {
+                    push_method = match v.to_ascii_uppercase().as_str() {
+                        "PUT" => PushMethod::Put,
+                        "POST" => PushMethod::Post,
+                        _ => return err(option, format!("'{}' is not PUT or POST", v)),
+                    }
+                }
+                ("prometheusDeleteOnEnd", None) => delete_on_end = boolean(option, v)?,
+                ("prometheusMaxBufferedSamples", None) => max_buffered_samples = number(option, v, 1usize)?,
+                ("prometheusMaxSamplesPerRequest", None) => max_samples_per_request = number(option, v, 1usize)?,
+                ("prometheusMaxAttempts", None) => max_attempts = number(option, v, 1u32)?,
+                ("prometheusMinBackoffMillis", None) => min_backoff_ms = number(option, v, 1u64)?,
+                ("prometheusMaxBackoffMillis", None) => max_backoff_ms = number(option, v, 1u64)?,
+                ("prometheusSetCap", None) => set_cap = number(option, v, 1usize)?,
+                ("prometheusStaleOnEnd", None) => stale_on_close = boolean(option, v)?,
+                ("prometheusSelfMetrics", None) => export_self_metrics = boolean(option, v)?,
+                _ => return Err(ConfigError(format!("unknown exporter option '{}'", k))),
+            }
+        }
+        if remote_write_url.is_none() && pushgateway_url.is_none() {
+            return Err(ConfigError(
+                "--prometheusRemoteWriteUrl or --prometheusPushgatewayUrl: set at least one (both to export both ways)".into(),
+            ));
+        }
+        let job = match job {
+            Some(j) if !j.trim().is_empty() => j,
+            _ => return err("prometheusJobName", "must not be empty"),
+        };
+        if min_backoff_ms > max_backoff_ms {
+            return err("prometheusMinBackoffMillis", format!("{} is above --prometheusMaxBackoffMillis {}", min_backoff_ms, max_backoff_ms));
+        }
+        const_labels.sort();
+        Ok(Config {
+            remote_write_url,
+            pushgateway_url,
+            naming: NamingConfig { prefix, job, const_labels, selection, set_cap },
+            grouping,
+            push_method,
+            delete_on_end,
+            timeout: Duration::from_millis(timeout_ms),
+            connect_timeout: Duration::from_millis(timeout_ms.min(defaults::CONNECT_TIMEOUT_MS)),
+            max_buffered_samples,
+            max_samples_per_request,
+            max_attempts,
+            min_backoff: Duration::from_millis(min_backoff_ms),
+            max_backoff: Duration::from_millis(max_backoff_ms),
+            stale_on_close,
+            export_self_metrics,
+        })
+    }
+
+    /// Parses the pairs from the contract's string encoding (`u32 count`, then key and value
+    /// strings), as the Java side sends them.
+    pub fn from_bytes(buf: &[u8]) -> Result<Config, ConfigError> {
+        let mut r = crate::contract::Reader::new(buf);
+        let pairs = (|| {
+            let n = r.count(8)?;
+            let mut pairs = Vec::with_capacity(n);
+            for _ in 0..n {
+                pairs.push((r.string()?, r.string()?));
+            }
+            Ok::<_, crate::contract::DecodeError>(pairs)
+        })()
+        .map_err(|e| ConfigError(format!("malformed options buffer: {}", e)))?;
+        Config::from_pairs(&pairs)
+    }
+}

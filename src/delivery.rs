@@ -1,0 +1,573 @@
+//! Delivery: `export` maps and encodes a snapshot on the caller's thread, queues it and returns;
+//! one worker thread per destination sends, retries and drops by the rules in README.md
+//! ("Delivery and failures"). One thread per destination keeps each series in timestamp order
+//! (a pool of senders could reorder one series) and lets a slow gateway never delay remote-write.
+
+use crate::config::{Config, PushMethod};
+use crate::contract::{self, DecodeError};
+use crate::model::Snapshot;
+use crate::naming::{self, Family, FamilyType, Mapped, Sample};
+use crate::pushgateway;
+use crate::remote_write::{self, Label, TimeSeries, WriteRequest};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Longest piece of a server's error body we log.
+const MAX_LOGGED_BODY: usize = 512;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Target {
+    RemoteWrite,
+    Pushgateway,
+}
+
+#[derive(Clone, Debug)]
+enum Request {
+    RemoteWrite(Arc<Vec<u8>>),
+    Push(Arc<String>),
+    Delete,
+}
+
+#[derive(Clone, Debug)]
+struct Job {
+    request: Request,
+    samples: u64,
+    attempts: u32,
+    not_before: Instant,
+}
+
+#[derive(Debug)]
+enum Outcome {
+    Sent,
+    Retry { after: Option<Duration>, why: String },
+    Reject(String),
+}
+
+/// Counters of what the exporter did; all monotonic but `queued_samples` and the times.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub samples_sent: AtomicU64,
+    pub samples_retried: AtomicU64,
+    pub samples_rejected: AtomicU64,
+    pub samples_dropped: AtomicU64,
+    pub requests_sent: AtomicU64,
+    pub requests_failed: AtomicU64,
+    pub pushes_sent: AtomicU64,
+    pub pushes_failed: AtomicU64,
+    pub entries_capped: AtomicU64,
+    pub series_deduplicated: AtomicU64,
+    pub queued_samples: AtomicU64,
+    pub last_success_ms: AtomicI64,
+    pub last_latency_us: AtomicU64,
+}
+
+/// A copy of `Stats` with stable names, as exported and as handed to Java.
+pub fn stats_names() -> &'static [&'static str] {
+    &[
+        "samples_sent", "samples_retried", "samples_rejected", "samples_dropped", "requests_sent",
+        "requests_failed", "pushes_sent", "pushes_failed", "entries_capped", "series_deduplicated",
+        "queued_samples", "last_success_ms", "last_latency_us",
+    ]
+}
+
+impl Stats {
+    pub fn values(&self) -> Vec<i64> {
+        vec![
+            self.samples_sent.load(Relaxed) as i64,
+            self.samples_retried.load(Relaxed) as i64,
+            self.samples_rejected.load(Relaxed) as i64,
+            self.samples_dropped.load(Relaxed) as i64,
+            self.requests_sent.load(Relaxed) as i64,
+            self.requests_failed.load(Relaxed) as i64,
+            self.pushes_sent.load(Relaxed) as i64,
+            self.pushes_failed.load(Relaxed) as i64,
+            self.entries_capped.load(Relaxed) as i64,
+            self.series_deduplicated.load(Relaxed) as i64,
+            self.queued_samples.load(Relaxed) as i64,
+            self.last_success_ms.load(Relaxed),
+            self.last_latency_us.load(Relaxed) as i64,
+        ]
+    }
+}
+
+#[derive(Default)]
+struct LaneState {
+    jobs: VecDeque<Job>,
+    /// The front job is being sent: nobody but the worker may touch it.
+    busy: bool,
+    closing: Option<Instant>,
+    failing: bool,
+}
+
+struct Lane {
+    target: Target,
+    state: Mutex<LaneState>,
+    cv: Condvar,
+}
+
+struct Shared {
+    cfg: Config,
+    client: reqwest::blocking::Client,
+    stats: Stats,
+    group_url: Option<String>,
+}
+
+pub struct Exporter {
+    shared: Arc<Shared>,
+    lanes: Vec<Arc<Lane>>,
+    /// Label sets of the newest remote-write snapshot, for staleness markers at close.
+    last_series: Mutex<Vec<Vec<Label>>>,
+    closed: Mutex<bool>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere must not make the exporter unusable: the state stays consistent
+    // because every critical section only moves whole jobs.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Exporter {
+    pub fn new(cfg: Config) -> Result<Exporter, String> {
+        let client = reqwest::blocking::Client::builder()
+            .timeout(cfg.timeout)
+            .connect_timeout(cfg.connect_timeout)
+            .user_agent(concat!("beam-prometheus/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {}", error_chain(&e)))?;
+        let group_url = cfg
+            .pushgateway_url
+            .as_ref()
+            .map(|u| pushgateway::group_url(u, &cfg.naming.job, &cfg.grouping));
+        let shared = Arc::new(Shared { client, stats: Stats::default(), group_url, cfg });
+        let mut lanes = Vec::new();
+        for (target, present) in [
+            (Target::RemoteWrite, shared.cfg.remote_write_url.is_some()),
+            (Target::Pushgateway, shared.cfg.pushgateway_url.is_some()),
+        ] {
+            if !present {
+                continue;
+            }
+            let lane = Arc::new(Lane { target, state: Mutex::new(LaneState::default()), cv: Condvar::new() });
+            let (l, s) = (lane.clone(), shared.clone());
+            std::thread::Builder::new()
+                .name(format!("beam-prometheus-{:?}", target).to_lowercase())
+                .spawn(move || worker(&l, &s))
+                .map_err(|e| format!("cannot start the delivery thread: {}", e))?;
+            lanes.push(lane);
+        }
+        Ok(Exporter { shared, lanes, last_series: Mutex::new(Vec::new()), closed: Mutex::new(false) })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.shared.cfg
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.shared.stats
+    }
+
+    /// Decodes a buffer from the Java side and queues it; returns once queued.
+    pub fn export_bytes(&self, buf: &[u8]) -> Result<(), DecodeError> {
+        let snapshot = contract::decode(buf)?;
+        self.export(&snapshot);
+        Ok(())
+    }
+
+    pub fn export(&self, snapshot: &Snapshot) {
+        if *lock(&self.closed) {
+            log::warn!("metrics exported after the exporter was closed are ignored");
+            return;
+        }
+        let mut mapped = naming::map(snapshot, &self.shared.cfg.naming);
+        let stats = &self.shared.stats;
+        if mapped.capped > 0 {
+            stats.entries_capped.fetch_add(mapped.capped, Relaxed);
+            log::warn!(
+                "{} string-set/bounded-trie entries beyond --prometheusSetCap={} were left out",
+                mapped.capped,
+                self.shared.cfg.naming.set_cap
+            );
+        }
+        if mapped.duplicates > 0 {
+            stats.series_deduplicated.fetch_add(mapped.duplicates, Relaxed);
+            log::warn!("{} series mapped onto series already exported and were dropped", mapped.duplicates);
+        }
+        if self.shared.cfg.export_self_metrics {
+            self.add_self_metrics(&mut mapped);
+        }
+        for lane in &self.lanes {
+            match lane.target {
+                Target::RemoteWrite => self.queue_remote_write(lane, &mapped, snapshot.time_ms),
+                Target::Pushgateway => {
+                    let body = pushgateway::render(&mapped, &self.grouping_labels());
+                    let samples = mapped.sample_count() as u64;
+                    self.queue_push(lane, Request::Push(Arc::new(body)), samples);
+                }
+            }
+        }
+    }
+
+    fn grouping_labels(&self) -> Vec<&str> {
+        let mut v = vec!["job"];
+        v.extend(self.shared.cfg.grouping.iter().map(|(k, _)| k.as_str()));
+        v
+    }
+
+    fn queue_remote_write(&self, lane: &Lane, mapped: &Mapped, time_ms: i64) {
+        let series = remote_write::series(mapped, time_ms);
+        *lock(&self.last_series) = series.iter().map(|s| s.labels.clone()).collect();
+        let mut metadata = Some(remote_write::metadata(mapped));
+        let jobs: Vec<Job> = series
+            .chunks(self.shared.cfg.max_samples_per_request)
+            .map(|chunk| self.remote_write_job(chunk.to_vec(), metadata.take().unwrap_or_default()))
+            .collect();
+        self.enqueue_bounded(lane, jobs);
+    }
+
+    fn remote_write_job(&self, timeseries: Vec<TimeSeries>, metadata: Vec<remote_write::MetricMetadata>) -> Job {
+        let samples = timeseries.len() as u64;
+        let body = remote_write::encode(&WriteRequest { timeseries, metadata });
+        Job { request: Request::RemoteWrite(Arc::new(body)), samples, attempts: 0, not_before: Instant::now() }
+    }
+
+    /// Queues remote-write jobs, dropping the oldest queued ones beyond --prometheusMaxBufferedSamples.
+    /// Beam snapshots are cumulative, so the newest snapshot alone still carries every series'
+    /// newest value: what is dropped are intermediate samples.
+    fn enqueue_bounded(&self, lane: &Lane, jobs: Vec<Job>) {
+        let stats = &self.shared.stats;
+        let mut st = lock(&lane.state);
+        let incoming: u64 = jobs.iter().map(|j| j.samples).sum();
+        let mut queued: u64 = st.jobs.iter().map(|j| j.samples).sum();
+        let limit = self.shared.cfg.max_buffered_samples as u64;
+        let mut dropped = 0u64;
+        let first_droppable = if st.busy { 1 } else { 0 };
+        while queued + incoming > limit && st.jobs.len() > first_droppable {
+            let Some(j) = st.jobs.remove(first_droppable) else { break };
+            queued -= j.samples;
+            dropped += j.samples;
+        }
+        st.jobs.extend(jobs);
+        stats.queued_samples.store(queued + incoming, Relaxed);
+        drop(st);
+        lane.cv.notify_all();
+        if dropped > 0 {
+            stats.samples_dropped.fetch_add(dropped, Relaxed);
+            log::warn!(
+                "remote-write buffer full (--prometheusMaxBufferedSamples={}): dropped the {} oldest buffered samples",
+                limit,
+                dropped
+            );
+        }
+    }
+
+    /// Queues a Pushgateway request. A push replaces the group with a cumulative snapshot, so a
+    /// newer push supersedes any queued, unsent one.
+    fn queue_push(&self, lane: &Lane, request: Request, samples: u64) {
+        let mut st = lock(&lane.state);
+        let keep_front = st.busy;
+        let mut i = 0;
+        st.jobs.retain(|j| {
+            let keep = (keep_front && i == 0) || !matches!(j.request, Request::Push(_));
+            i += 1;
+            keep
+        });
+        st.jobs.push_back(Job { request, samples, attempts: 0, not_before: Instant::now() });
+        drop(st);
+        lane.cv.notify_all();
+    }
+
+    fn add_self_metrics(&self, mapped: &mut Mapped) {
+        let cfg = &self.shared.cfg.naming;
+        let mut labels = cfg.const_labels.clone();
+        labels.push(("job".into(), cfg.job.clone()));
+        labels.sort();
+        let v = self.shared.stats.values();
+        let names = stats_names();
+        for (i, stat) in names.iter().enumerate() {
+            let (typ, name, help) = match *stat {
+                "queued_samples" => (FamilyType::Gauge, "exporter_queued_samples".to_string(), "Remote-write samples waiting to be sent"),
+                "last_success_ms" => (FamilyType::Gauge, "exporter_last_success_timestamp_seconds".to_string(), "When the exporter last delivered a request (Unix seconds)"),
+                "last_latency_us" => (FamilyType::Gauge, "exporter_last_request_duration_seconds".to_string(), "Duration of the exporter's last request"),
+                s => (FamilyType::Counter, format!("exporter_{}_total", s), "beam-prometheus exporter activity, see README (Self-metrics)"),
+            };
+            let value = match *stat {
+                "last_success_ms" => v[i] as f64 / 1000.0,
+                "last_latency_us" => v[i] as f64 / 1e6,
+                _ => v[i] as f64,
+            };
+            let full = if cfg.prefix.is_empty() { name } else { format!("{}_{}", cfg.prefix, name) };
+            let sample = Sample { name: full.clone(), labels: labels.clone(), value };
+            match mapped.families.binary_search_by(|f| f.name.as_str().cmp(&full)) {
+                Ok(at) => mapped.families[at].samples.push(sample),
+                Err(at) => mapped.families.insert(
+                    at,
+                    Family { name: full, typ, help: help.to_string(), unit: "", samples: vec![sample] },
+                ),
+            }
+        }
+    }
+
+    /// Waits until every queued request is delivered or dropped, at most `timeout`.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        for lane in &self.lanes {
+            let mut st = lock(&lane.state);
+            while !st.jobs.is_empty() {
+                let now = Instant::now();
+                if now >= deadline {
+                    return false;
+                }
+                st = lane.cv.wait_timeout(st, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
+            }
+        }
+        true
+    }
+
+    /// Final delivery: staleness markers and the group deletion when configured, then waits at
+    /// most `timeout` for the queues; what is still queued then is dropped and counted.
+    pub fn close(&self, timeout: Duration) -> bool {
+        {
+            let mut closed = lock(&self.closed);
+            if *closed {
+                return true;
+            }
+            *closed = true;
+        }
+        let cfg = &self.shared.cfg;
+        for lane in &self.lanes {
+            match lane.target {
+                Target::RemoteWrite if cfg.stale_on_close => {
+                    let now = now_ms();
+                    let series: Vec<TimeSeries> = std::mem::take(&mut *lock(&self.last_series))
+                        .into_iter()
+                        .map(|labels| TimeSeries {
+                            labels,
+                            samples: vec![remote_write::Sample { value: f64::from_bits(remote_write::STALE_NAN), timestamp: now }],
+                        })
+                        .collect();
+                    let jobs = series
+                        .chunks(cfg.max_samples_per_request)
+                        .map(|c| self.remote_write_job(c.to_vec(), Vec::new()))
+                        .collect();
+                    self.enqueue_bounded(lane, jobs);
+                }
+                Target::Pushgateway if cfg.delete_on_end => {
+                    let mut st = lock(&lane.state);
+                    st.jobs.push_back(Job { request: Request::Delete, samples: 0, attempts: 0, not_before: Instant::now() });
+                }
+                _ => {}
+            }
+        }
+        let deadline = Instant::now() + timeout;
+        for lane in &self.lanes {
+            lock(&lane.state).closing = Some(deadline);
+            lane.cv.notify_all();
+        }
+        self.flush(timeout)
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        for lane in &self.lanes {
+            let mut st = lock(&lane.state);
+            st.closing.get_or_insert_with(Instant::now);
+            lane.cv.notify_all();
+        }
+    }
+}
+
+fn worker(lane: &Lane, shared: &Shared) {
+    let stats = &shared.stats;
+    loop {
+        let job = {
+            let mut st = lock(&lane.state);
+            loop {
+                let now = Instant::now();
+                if let Some(deadline) = st.closing {
+                    if st.jobs.is_empty() || now >= deadline {
+                        let left: u64 = st.jobs.iter().map(|j| j.samples).sum();
+                        if left > 0 {
+                            stats.samples_dropped.fetch_add(left, Relaxed);
+                            log::warn!("exporter closed with {} samples undelivered ({:?})", left, lane.target);
+                        }
+                        st.jobs.clear();
+                        lane.cv.notify_all();
+                        return;
+                    }
+                }
+                match st.jobs.front() {
+                    Some(j) if j.not_before <= now => {
+                        let j = j.clone();
+                        st.busy = true;
+                        break j;
+                    }
+                    Some(j) => {
+                        let wait = j.not_before - now;
+                        let wait = st.closing.map_or(wait, |d| wait.min(d.saturating_duration_since(now)));
+                        st = lane.cv.wait_timeout(st, wait).unwrap_or_else(|p| p.into_inner()).0;
+                    }
+                    None => st = lane.cv.wait_timeout(st, Duration::from_secs(1)).unwrap_or_else(|p| p.into_inner()).0,
+                }
+            }
+        };
+        let started = Instant::now();
+        let outcome = send(shared, lane.target, &job.request);
+        stats.last_latency_us.store(started.elapsed().as_micros() as u64, Relaxed);
+        let (ok, failed) = match lane.target {
+            Target::RemoteWrite => (&stats.requests_sent, &stats.requests_failed),
+            Target::Pushgateway => (&stats.pushes_sent, &stats.pushes_failed),
+        };
+        let mut st = lock(&lane.state);
+        st.busy = false;
+        match outcome {
+            Outcome::Sent => {
+                st.jobs.pop_front();
+                ok.fetch_add(1, Relaxed);
+                if lane.target == Target::RemoteWrite {
+                    stats.samples_sent.fetch_add(job.samples, Relaxed);
+                }
+                stats.last_success_ms.store(now_ms(), Relaxed);
+                if st.failing {
+                    st.failing = false;
+                    log::info!("{:?}: delivering again", lane.target);
+                }
+            }
+            Outcome::Reject(why) => {
+                st.jobs.pop_front();
+                failed.fetch_add(1, Relaxed);
+                stats.samples_rejected.fetch_add(job.samples, Relaxed);
+                log::error!("{:?}: request rejected, not retried; {} samples dropped: {}", lane.target, job.samples, why);
+            }
+            Outcome::Retry { after, why } => {
+                failed.fetch_add(1, Relaxed);
+                let attempts = match st.jobs.front_mut() {
+                    Some(front) => {
+                        front.attempts += 1;
+                        front.attempts
+                    }
+                    None => 0,
+                };
+                if attempts >= shared.cfg.max_attempts {
+                    st.jobs.pop_front();
+                    stats.samples_rejected.fetch_add(job.samples, Relaxed);
+                    log::error!(
+                        "{:?}: gave up after {} attempts (--prometheusMaxAttempts); {} samples dropped: {}",
+                        lane.target, shared.cfg.max_attempts, job.samples, why
+                    );
+                } else if attempts > 0 {
+                    stats.samples_retried.fetch_add(job.samples, Relaxed);
+                    let delay = after.unwrap_or_else(|| backoff(&shared.cfg, attempts));
+                    if let Some(front) = st.jobs.front_mut() {
+                        front.not_before = Instant::now() + delay;
+                    }
+                    if !st.failing {
+                        st.failing = true;
+                        log::warn!("{:?}: delivery failing, retrying in {:?}: {}", lane.target, delay, why);
+                    } else {
+                        log::debug!("{:?}: retry {} in {:?}: {}", lane.target, attempts, delay, why);
+                    }
+                }
+            }
+        }
+        if lane.target == Target::RemoteWrite {
+            stats.queued_samples.store(st.jobs.iter().map(|j| j.samples).sum(), Relaxed);
+        }
+        drop(st);
+        lane.cv.notify_all();
+    }
+}
+
+/// Exponential backoff from --prometheusMinBackoffMillis to --prometheusMaxBackoffMillis with
+/// "equal jitter" (half fixed, half random), as Prometheus' own sender spreads its retries.
+fn backoff(cfg: &Config, attempts: u32) -> Duration {
+    let base = cfg.min_backoff.saturating_mul(1u32 << attempts.saturating_sub(1).min(20)).min(cfg.max_backoff);
+    let half = base / 2;
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let mut x = nanos as u64 ^ (attempts as u64).wrapping_mul(0x9e3779b97f4a7c15);
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    half + Duration::from_nanos(x % (half.as_nanos() as u64 + 1))
+}
+
+/// `Retry-After`: delay-seconds or an HTTP date.
+pub fn parse_retry_after(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(v).ok()?;
+    Some(at.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO))
+}
+
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+fn send(shared: &Shared, target: Target, request: &Request) -> Outcome {
+    let c = &shared.client;
+    let cfg = &shared.cfg;
+    let builder = match (target, request) {
+        (Target::RemoteWrite, Request::RemoteWrite(body)) => c
+            .post(cfg.remote_write_url.as_deref().unwrap_or_default())
+            .header("Content-Encoding", "snappy")
+            .header("Content-Type", "application/x-protobuf")
+            .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+            .body(body.as_ref().clone()),
+        (Target::Pushgateway, Request::Push(body)) => {
+            let url = shared.group_url.as_deref().unwrap_or_default();
+            let b = match cfg.push_method {
+                PushMethod::Put => c.put(url),
+                PushMethod::Post => c.post(url),
+            };
+            b.header("Content-Type", pushgateway::CONTENT_TYPE).body(body.as_ref().clone())
+        }
+        (Target::Pushgateway, Request::Delete) => c.delete(shared.group_url.as_deref().unwrap_or_default()),
+        (t, r) => return Outcome::Reject(format!("internal error: {:?} request on the {:?} lane", r, t)),
+    };
+    let resp = match builder.send() {
+        Ok(r) => r,
+        Err(e) => {
+            let what = if e.is_timeout() { "timed out" } else { "failed" };
+            return Outcome::Retry { after: None, why: format!("request {}: {}", what, error_chain(&e)) };
+        }
+    };
+    let status = resp.status();
+    if status.is_success() {
+        return Outcome::Sent;
+    }
+    let retry_after = resp.headers().get("Retry-After").and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
+    let mut body = resp.text().unwrap_or_default();
+    if body.len() > MAX_LOGGED_BODY {
+        let mut cut = MAX_LOGGED_BODY;
+        while !body.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        body.truncate(cut);
+        body.push('…');
+    }
+    let why = format!("HTTP {}: {}", status.as_u16(), body.trim());
+    if status.as_u16() == 429 || status.is_server_error() {
+        // Prometheus' sender honours Retry-After on 429; on 5xx it is a hint we also take.
+        Outcome::Retry { after: retry_after.map(|d| d.min(cfg.max_backoff.max(Duration::from_secs(60)))), why }
+    } else {
+        Outcome::Reject(why)
+    }
+}

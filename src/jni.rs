@@ -1,0 +1,180 @@
+//! The JNI layer: each export converts its arguments, calls plain Rust and converts the result.
+//! Every entry catches panics; errors become Java exceptions (never two at once).
+//! Java side: java/src/main/java/io/beamprometheus/NativeExporter.java.
+
+use crate::config::Config;
+use crate::delivery::{stats_names, Exporter};
+use ::jni::objects::{GlobalRef, JByteArray, JClass, JValue};
+use ::jni::sys::{jboolean, jint, jlong, jlongArray, jstring, JNI_FALSE, JNI_TRUE};
+use ::jni::{JNIEnv, JavaVM};
+use once_cell::sync::{Lazy, OnceCell};
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+enum Error {
+    /// Bad options or a malformed buffer: IllegalArgumentException.
+    Argument(String),
+    /// A closed or unknown handle: IllegalStateException.
+    State(String),
+    /// The JVM itself failed us (e.g. out of memory); an exception is usually already pending.
+    Jvm(::jni::errors::Error),
+}
+
+impl From<::jni::errors::Error> for Error {
+    fn from(e: ::jni::errors::Error) -> Self {
+        Error::Jvm(e)
+    }
+}
+
+/// Opaque handles: a stale or forged handle finds nothing instead of dereferencing freed memory.
+static EXPORTERS: Lazy<Mutex<HashMap<jlong, Arc<Exporter>>>> = Lazy::new(Default::default);
+static NEXT_HANDLE: AtomicI64 = AtomicI64::new(1);
+
+fn exporter(handle: jlong) -> Result<Arc<Exporter>, Error> {
+    let map = EXPORTERS.lock().unwrap_or_else(|p| p.into_inner());
+    map.get(&handle).cloned().ok_or_else(|| Error::State(format!("exporter {} is closed", handle)))
+}
+
+/// Runs `f`, turning an error or a panic into a Java exception and `default` as the result.
+fn entry<'local, T>(env: &mut JNIEnv<'local>, default: T, f: impl FnOnce(&mut JNIEnv<'local>) -> Result<T, Error>) -> T {
+    let result = catch_unwind(AssertUnwindSafe(|| f(env)));
+    let (class, msg) = match result {
+        Ok(Ok(v)) => return v,
+        Ok(Err(Error::Argument(m))) => ("java/lang/IllegalArgumentException", m),
+        Ok(Err(Error::State(m))) => ("java/lang/IllegalStateException", m),
+        Ok(Err(Error::Jvm(e))) => ("java/lang/IllegalStateException", format!("JNI call failed: {}", e)),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            ("java/lang/IllegalStateException", format!("beam-prometheus native error: {}", what))
+        }
+    };
+    if !env.exception_check().unwrap_or(true) {
+        let _ = env.throw_new(class, msg);
+    }
+    default
+}
+
+#[no_mangle]
+pub extern "system" fn Java_io_beamprometheus_NativeExporter_init(mut env: JNIEnv, class: JClass, level: jint) {
+    entry(&mut env, (), |env| {
+        let logger = JavaLogger { vm: env.get_java_vm()?, class: env.new_global_ref(class)? };
+        if LOGGER.set(logger).is_ok() {
+            let _ = log::set_logger(LOGGER.get().expect("set just above"));
+        }
+        log::set_max_level(match level {
+            i32::MIN..=0 => log::LevelFilter::Off,
+            1 => log::LevelFilter::Error,
+            2 => log::LevelFilter::Warn,
+            3 => log::LevelFilter::Info,
+            4 => log::LevelFilter::Debug,
+            _ => log::LevelFilter::Trace,
+        });
+        Ok(())
+    })
+}
+
+#[no_mangle]
+pub extern "system" fn Java_io_beamprometheus_NativeExporter_create(mut env: JNIEnv, _class: JClass, options: JByteArray) -> jlong {
+    entry(&mut env, 0, |env| {
+        let bytes = env.convert_byte_array(&options)?;
+        let cfg = Config::from_bytes(&bytes).map_err(|e| Error::Argument(e.to_string()))?;
+        let exporter = Exporter::new(cfg).map_err(Error::State)?;
+        let handle = NEXT_HANDLE.fetch_add(1, Ordering::Relaxed);
+        EXPORTERS.lock().unwrap_or_else(|p| p.into_inner()).insert(handle, Arc::new(exporter));
+        Ok(handle)
+    })
+}
+
+#[no_mangle]
+pub extern "system" fn Java_io_beamprometheus_NativeExporter_export(mut env: JNIEnv, _class: JClass, handle: jlong, snapshot: JByteArray) {
+    entry(&mut env, (), |env| {
+        let exporter = exporter(handle)?;
+        let bytes = env.convert_byte_array(&snapshot)?;
+        exporter.export_bytes(&bytes).map_err(|e| Error::Argument(e.to_string()))
+    })
+}
+
+#[no_mangle]
+pub extern "system" fn Java_io_beamprometheus_NativeExporter_flush(mut env: JNIEnv, _class: JClass, handle: jlong, timeout_ms: jlong) -> jboolean {
+    entry(&mut env, JNI_FALSE, |_| {
+        let done = exporter(handle)?.flush(Duration::from_millis(timeout_ms.max(0) as u64));
+        Ok(if done { JNI_TRUE } else { JNI_FALSE })
+    })
+}
+
+#[no_mangle]
+pub extern "system" fn Java_io_beamprometheus_NativeExporter_close(mut env: JNIEnv, _class: JClass, handle: jlong, timeout_ms: jlong) -> jboolean {
+    entry(&mut env, JNI_FALSE, |_| {
+        let removed = EXPORTERS.lock().unwrap_or_else(|p| p.into_inner()).remove(&handle);
+        let done = match removed {
+            Some(e) => e.close(Duration::from_millis(timeout_ms.max(0) as u64)),
+            None => true,
+        };
+        Ok(if done { JNI_TRUE } else { JNI_FALSE })
+    })
+}
+
+#[no_mangle]
+pub extern "system" fn Java_io_beamprometheus_NativeExporter_stats(mut env: JNIEnv, _class: JClass, handle: jlong) -> jlongArray {
+    entry(&mut env, std::ptr::null_mut(), |env| {
+        let values = exporter(handle)?.stats().values();
+        let arr = env.new_long_array(values.len() as i32)?;
+        env.set_long_array_region(&arr, 0, &values)?;
+        Ok(arr.into_raw())
+    })
+}
+
+#[no_mangle]
+pub extern "system" fn Java_io_beamprometheus_NativeExporter_statNames(mut env: JNIEnv, _class: JClass) -> jstring {
+    entry(&mut env, std::ptr::null_mut(), |env| Ok(env.new_string(stats_names().join(","))?.into_raw()))
+}
+
+/// Forwards Rust `log` records to `NativeExporter.log(int, String, String)`, which hands them to
+/// SLF4J. Delivery threads attach as daemons so they never keep the JVM alive.
+struct JavaLogger {
+    vm: JavaVM,
+    class: GlobalRef,
+}
+
+static LOGGER: OnceCell<JavaLogger> = OnceCell::new();
+
+impl log::Log for JavaLogger {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &log::Record) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let _ = catch_unwind(AssertUnwindSafe(|| {
+            let Ok(mut env) = self.vm.attach_current_thread_as_daemon() else { return };
+            // A local frame frees the strings even on threads that stay attached for good.
+            let _ = env.with_local_frame(4, |env| -> Result<(), ::jni::errors::Error> {
+                let msg = env.new_string(record.args().to_string())?;
+                let target = env.new_string(record.target())?;
+                let class: &JClass = self.class.as_obj().into();
+                let level = record.level() as i32;
+                let r = env.call_static_method(
+                    class,
+                    "log",
+                    "(ILjava/lang/String;Ljava/lang/String;)V",
+                    &[JValue::Int(level), JValue::Object(&target), JValue::Object(&msg)],
+                );
+                if r.is_err() && env.exception_check().unwrap_or(false) {
+                    let _ = env.exception_clear();
+                }
+                Ok(())
+            });
+        }));
+    }
+
+    fn flush(&self) {}
+}

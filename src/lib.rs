@@ -1,0 +1,13 @@
+//! beam-prometheus: exports Apache Beam pipeline metrics to Prometheus by remote-write and
+//! through a Pushgateway. The Java side (java/) hands each `MetricQueryResults` over in one JNI
+//! call using the binary contract of CONTRACT.md; everything else happens here.
+
+pub mod config;
+pub mod contract;
+pub mod delivery;
+pub mod model;
+pub mod naming;
+pub mod pushgateway;
+pub mod remote_write;
+
+mod jni;

@@ -1,0 +1,79 @@
+//! The metric model: what a Beam `MetricQueryResults` holds, after it crossed from Java.
+
+/// One `writeMetrics` call: every metric the runner reported, taken at `time_ms`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Snapshot {
+    /// Wall-clock time of the call (ms since the epoch); stamps every sample of the snapshot.
+    pub time_ms: i64,
+    pub metrics: Vec<Metric>,
+}
+
+/// Beam's `MetricKey`: the metric name (namespace + name) and the step that reported it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MetricKey {
+    pub namespace: String,
+    pub name: String,
+    pub step: String,
+}
+
+/// A `MetricResult<T>`: the attempted value and, where the runner supports it, the committed one.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Metric {
+    pub key: MetricKey,
+    pub attempted: Option<Value>,
+    pub committed: Option<Value>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    Counter,
+    Distribution,
+    Gauge,
+    StringSet,
+    BoundedTrie,
+    Histogram,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    Counter(i64),
+    Distribution { sum: i64, count: i64, min: i64, max: i64 },
+    /// `timestamp_ms` is when the pipeline last set the gauge (Beam's `GaugeResult.getTimestamp`).
+    Gauge { value: i64, timestamp_ms: i64 },
+    StringSet(Vec<String>),
+    BoundedTrie(Vec<TriePath>),
+    Histogram(Histogram),
+}
+
+/// One path of a bounded trie; `truncated` means Beam cut the path short at this prefix.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TriePath {
+    pub segments: Vec<String>,
+    pub truncated: bool,
+}
+
+/// Beam's `HistogramData`, as non-cumulative buckets with their upper bounds (the last `+Inf`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Histogram {
+    pub sum: f64,
+    pub buckets: Vec<(f64, i64)>,
+}
+
+impl Value {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Value::Counter(_) => Kind::Counter,
+            Value::Distribution { .. } => Kind::Distribution,
+            Value::Gauge { .. } => Kind::Gauge,
+            Value::StringSet(_) => Kind::StringSet,
+            Value::BoundedTrie(_) => Kind::BoundedTrie,
+            Value::Histogram(_) => Kind::Histogram,
+        }
+    }
+}
+
+impl Metric {
+    pub fn kind(&self) -> Option<Kind> {
+        self.attempted.as_ref().or(self.committed.as_ref()).map(Value::kind)
+    }
+}
