@@ -108,7 +108,7 @@ pub fn decode(buf: &[u8]) -> Result<Snapshot, DecodeError> {
     for _ in 0..nstrings {
         strings.push(r.string()?);
     }
-    let nmetrics = r.count(14)?;
+    let nmetrics = r.count(18)?;
     let mut metrics = Vec::with_capacity(nmetrics);
     for _ in 0..nmetrics {
         let kind = r.u8()?;
@@ -116,6 +116,14 @@ pub fn decode(buf: &[u8]) -> Result<Snapshot, DecodeError> {
             namespace: string_ref(&mut r, &strings)?,
             name: string_ref(&mut r, &strings)?,
             step: string_ref(&mut r, &strings)?,
+            labels: {
+                let n = r.count(8)?;
+                let mut labels = Vec::with_capacity(n);
+                for _ in 0..n {
+                    labels.push((string_ref(&mut r, &strings)?, string_ref(&mut r, &strings)?));
+                }
+                labels
+            },
         };
         let flags = r.u8()?;
         if flags & !(HAS_ATTEMPTED | HAS_COMMITTED) != 0 || flags == 0 {
@@ -218,6 +226,11 @@ pub fn encode(s: &Snapshot) -> Vec<u8> {
         strings.put(&mut body, &m.key.namespace);
         strings.put(&mut body, &m.key.name);
         strings.put(&mut body, &m.key.step);
+        body.extend_from_slice(&(m.key.labels.len() as u32).to_be_bytes());
+        for (k, v) in &m.key.labels {
+            strings.put(&mut body, k);
+            strings.put(&mut body, v);
+        }
         let flags = (m.attempted.is_some() as u8) * HAS_ATTEMPTED
             | (m.committed.is_some() as u8) * HAS_COMMITTED;
         body.push(flags);

@@ -14,6 +14,8 @@ pub struct MetricKey {
     pub namespace: String,
     pub name: String,
     pub step: String,
+    /// `MetricName.getLabels()`, in the runner's order.
+    pub labels: Vec<(String, String)>,
 }
 
 /// A `MetricResult<T>`: the attempted value and, where the runner supports it, the committed one.

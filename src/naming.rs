@@ -189,6 +189,16 @@ impl Builder<'_> {
         base.push(("namespace".into(), label_value(&key.namespace)));
         base.push(("step".into(), label_value(&key.step)));
         base.push(("result".into(), result.to_string()));
+        for (k, v) in &key.labels {
+            // Beam metric labels (MetricName.getLabels) keep their names unless the mapping uses them.
+            let mut name = label_name(k);
+            if RESERVED_LABELS.contains(&name.as_str()) || cfg.const_labels.iter().any(|(c, _)| *c == name) {
+                name = format!("label_{}", name.trim_start_matches('_'));
+            }
+            if !base.iter().any(|(b, _)| *b == name) {
+                base.push((name, label_value(v)));
+            }
+        }
         if disambiguate {
             base.push(("beam_metric".into(), label_value(&key.name)));
         }

@@ -1,0 +1,171 @@
+package io.beamprometheus;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.nio.ByteBuffer;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The native exporter: loads the library from the jar (or from {@code
+ * beamprometheus.library.path}), declares the JNI functions, and shares one native exporter
+ * among all sinks with equal options, since runners may build a sink per pipeline run.
+ */
+public final class NativeExporter {
+  private static final Logger LOG = LoggerFactory.getLogger("io.beamprometheus.native");
+  public static final String LIBRARY_PATH_PROPERTY = "beamprometheus.library.path";
+  /** How long closing waits for queued metrics at JVM exit. */
+  public static final long SHUTDOWN_FLUSH_MILLIS = 10_000;
+
+  private static final Map<ByteBuffer, Long> HANDLES = new LinkedHashMap<>();
+  private static boolean loaded;
+
+  private NativeExporter() {}
+
+  static native void init(int logLevel);
+
+  static native long create(byte[] options);
+
+  static native void export(long handle, byte[] snapshot);
+
+  static native boolean flush(long handle, long timeoutMillis);
+
+  static native boolean close(long handle, long timeoutMillis);
+
+  static native long[] stats(long handle);
+
+  static native String statNames();
+
+  /** Called by native code for Rust `log` records (level: 1 error … 5 trace). */
+  static void log(int level, String target, String message) {
+    switch (level) {
+      case 1:
+        LOG.error("{}", message);
+        break;
+      case 2:
+        LOG.warn("{}", message);
+        break;
+      case 3:
+        LOG.info("{}", message);
+        break;
+      case 4:
+        LOG.debug("{}", message);
+        break;
+      default:
+        LOG.trace("{}", message);
+    }
+  }
+
+  /** Loads the native library once; {@code explicitPath} (or the system property) wins. */
+  public static synchronized void load(String explicitPath) {
+    if (loaded) {
+      return;
+    }
+    String path = explicitPath != null ? explicitPath : System.getProperty(LIBRARY_PATH_PROPERTY);
+    if (path != null && !path.isEmpty()) {
+      System.load(Path.of(path).toAbsolutePath().toString());
+    } else {
+      System.load(extract().toString());
+    }
+    int level =
+        LOG.isTraceEnabled() ? 5 : LOG.isDebugEnabled() ? 4 : LOG.isInfoEnabled() ? 3 : LOG.isWarnEnabled() ? 2 : 1;
+    init(level);
+    Runtime.getRuntime()
+        .addShutdownHook(new Thread(() -> closeAll(SHUTDOWN_FLUSH_MILLIS), "beam-prometheus-shutdown"));
+    loaded = true;
+  }
+
+  private static Path extract() {
+    String os = System.getProperty("os.name").toLowerCase();
+    String arch = System.getProperty("os.arch").toLowerCase();
+    String file = os.contains("mac") ? "libbeam_prometheus.dylib" : os.contains("win") ? "beam_prometheus.dll" : "libbeam_prometheus.so";
+    String platform = (os.contains("mac") ? "macos" : os.contains("win") ? "windows" : "linux") + "-" + (arch.equals("amd64") ? "x86_64" : arch);
+    String resource = "/native/" + platform + "/" + file;
+    try (InputStream in = NativeExporter.class.getResourceAsStream(resource)) {
+      if (in == null) {
+        throw new UnsatisfiedLinkError(
+            "beam-prometheus has no native library for " + platform + " in its jar (" + resource
+                + "); build it and set -D" + LIBRARY_PATH_PROPERTY + "=/path/to/" + file);
+      }
+      Path tmp = Files.createTempFile("beam_prometheus", file.substring(file.lastIndexOf('.')));
+      tmp.toFile().deleteOnExit();
+      Files.copy(in, tmp, StandardCopyOption.REPLACE_EXISTING);
+      return tmp;
+    } catch (IOException e) {
+      throw new UnsatisfiedLinkError("cannot extract the beam-prometheus native library: " + e);
+    }
+  }
+
+  /** The shared native exporter for these options; throws IllegalArgumentException naming a bad option. */
+  static synchronized long handleFor(PrometheusExporterOptions options) {
+    load(options.getPrometheusNativeLibraryPath());
+    byte[] encoded = encodeOptions(options);
+    ByteBuffer key = ByteBuffer.wrap(encoded);
+    Long handle = HANDLES.get(key);
+    if (handle == null) {
+      handle = create(encoded);
+      HANDLES.put(key, handle);
+    }
+    return handle;
+  }
+
+  /** Flushes and closes every exporter of this JVM, each waiting at most {@code timeoutMillis}. */
+  public static synchronized boolean closeAll(long timeoutMillis) {
+    boolean all = true;
+    for (Long h : HANDLES.values()) {
+      all &= close(h, timeoutMillis);
+    }
+    HANDLES.clear();
+    return all;
+  }
+
+  static synchronized void forget(long handle) {
+    HANDLES.values().removeIf(h -> h == handle);
+  }
+
+  /** The options as the (name, value) pairs the native side parses; names are the option names. */
+  static byte[] encodeOptions(PrometheusExporterOptions o) {
+    List<String[]> pairs = new ArrayList<>();
+    add(pairs, "prometheusRemoteWriteUrl", o.getPrometheusRemoteWriteUrl());
+    add(pairs, "prometheusPushgatewayUrl", o.getPrometheusPushgatewayUrl());
+    String job = o.getPrometheusJobName();
+    if (job == null || job.isEmpty()) {
+      job = o.as(org.apache.beam.sdk.options.ApplicationNameOptions.class).getAppName();
+    }
+    add(pairs, "prometheusJobName", job);
+    add(pairs, "prometheusMetricPrefix", o.getPrometheusMetricPrefix());
+    addMap(pairs, "prometheusLabels", o.getPrometheusLabels());
+    addMap(pairs, "prometheusGroupingKey", o.getPrometheusGroupingKey());
+    add(pairs, "prometheusMetricValues", o.getPrometheusMetricValues());
+    add(pairs, "prometheusTimeoutMillis", o.getPrometheusTimeoutMillis());
+    add(pairs, "prometheusPushMethod", o.getPrometheusPushMethod());
+    add(pairs, "prometheusDeleteOnEnd", o.getPrometheusDeleteOnEnd());
+    add(pairs, "prometheusMaxBufferedSamples", o.getPrometheusMaxBufferedSamples());
+    add(pairs, "prometheusMaxAttempts", o.getPrometheusMaxAttempts());
+    add(pairs, "prometheusSetCap", o.getPrometheusSetCap());
+    add(pairs, "prometheusStaleOnEnd", o.getPrometheusStaleOnEnd());
+    add(pairs, "prometheusSelfMetrics", o.getPrometheusSelfMetrics());
+    return ContractWriter.pairs(pairs);
+  }
+
+  private static void add(List<String[]> pairs, String name, Object value) {
+    if (value != null) {
+      pairs.add(new String[] {name, value.toString()});
+    }
+  }
+
+  private static void addMap(List<String[]> pairs, String name, Map<String, String> map) {
+    if (map != null) {
+      for (Map.Entry<String, String> e : map.entrySet()) {
+        pairs.add(new String[] {name + "." + e.getKey(), e.getValue() == null ? "" : e.getValue()});
+      }
+    }
+  }
+}

@@ -1,0 +1,134 @@
+package io.beamprometheus;
+
+import java.util.Map;
+import org.apache.beam.sdk.metrics.MetricsOptions;
+import org.apache.beam.sdk.options.Default;
+import org.apache.beam.sdk.options.Description;
+
+/**
+ * Options of the Prometheus exporter. Set at least one of {@code --prometheusRemoteWriteUrl} and
+ * {@code --prometheusPushgatewayUrl}; with both, every push goes both ways.
+ */
+public interface PrometheusExporterOptions extends MetricsOptions {
+  @Description(
+      "Prometheus remote-write endpoint, e.g. http://localhost:9090/api/v1/write (Prometheus with"
+          + " --web.enable-remote-write-receiver), Mimir, Cortex, Thanos or VictoriaMetrics.")
+  String getPrometheusRemoteWriteUrl();
+
+  void setPrometheusRemoteWriteUrl(String value);
+
+  @Description("Pushgateway base URL, e.g. http://localhost:9091")
+  String getPrometheusPushgatewayUrl();
+
+  void setPrometheusPushgatewayUrl(String value);
+
+  @Description(
+      "Value of the job label (remote-write) and of the Pushgateway's job grouping key."
+          + " Defaults to --appName; keep it stable across runs so that runs replace each other.")
+  String getPrometheusJobName();
+
+  void setPrometheusJobName(String value);
+
+  @Description("Prefix of every metric name; empty for none.")
+  @Default.String("beam")
+  String getPrometheusMetricPrefix();
+
+  void setPrometheusMetricPrefix(String value);
+
+  @Description("Constant labels added to every series, as JSON: {\"env\":\"prod\"}")
+  Map<String, String> getPrometheusLabels();
+
+  void setPrometheusLabels(Map<String, String> value);
+
+  @Description(
+      "Pushgateway grouping key besides job, as JSON: {\"instance\":\"worker-1\"}."
+          + " Pipelines with different grouping keys never replace each other's metrics.")
+  Map<String, String> getPrometheusGroupingKey();
+
+  void setPrometheusGroupingKey(Map<String, String> value);
+
+  /** Which of Beam's values to export. */
+  enum MetricValues {
+    ATTEMPTED,
+    COMMITTED,
+    BOTH
+  }
+
+  @Description(
+      "ATTEMPTED (default), COMMITTED (where the runner supports them) or BOTH; the label"
+          + " result=\"attempted\"|\"committed\" tells them apart.")
+  @Default.Enum("ATTEMPTED")
+  MetricValues getPrometheusMetricValues();
+
+  void setPrometheusMetricValues(MetricValues value);
+
+  @Description("Total time one HTTP request may take, in milliseconds (connect: at most 5000).")
+  @Default.Long(10000)
+  Long getPrometheusTimeoutMillis();
+
+  void setPrometheusTimeoutMillis(Long value);
+
+  /** How pushes reach the Pushgateway. */
+  enum PushMethod {
+    PUT,
+    POST
+  }
+
+  @Description(
+      "PUT (default) replaces the whole group with each push, right for Beam's cumulative"
+          + " snapshots; POST replaces only the metric families pushed.")
+  @Default.Enum("PUT")
+  PushMethod getPrometheusPushMethod();
+
+  void setPrometheusPushMethod(PushMethod value);
+
+  @Description(
+      "Delete the Pushgateway group when the exporter closes (pipeline end / JVM exit)."
+          + " Off by default: a batch job's final values stay visible until the next run"
+          + " replaces them.")
+  @Default.Boolean(false)
+  Boolean getPrometheusDeleteOnEnd();
+
+  void setPrometheusDeleteOnEnd(Boolean value);
+
+  @Description(
+      "Remote-write samples buffered while the receiver is unreachable; beyond it the oldest"
+          + " buffered samples are dropped (counted) and every series keeps its newest value.")
+  @Default.Long(1000000)
+  Long getPrometheusMaxBufferedSamples();
+
+  void setPrometheusMaxBufferedSamples(Long value);
+
+  @Description("Attempts of one request failing with 5xx, 429 or a network error before it is dropped.")
+  @Default.Integer(10)
+  Integer getPrometheusMaxAttempts();
+
+  void setPrometheusMaxAttempts(Integer value);
+
+  @Description("Most elements of one string set or paths of one bounded trie exported per push.")
+  @Default.Integer(100)
+  Integer getPrometheusSetCap();
+
+  void setPrometheusSetCap(Integer value);
+
+  @Description(
+      "Send Prometheus staleness markers for every remote-written series when the exporter"
+          + " closes, so ended pipelines' series end at once instead of after 5 minutes.")
+  @Default.Boolean(false)
+  Boolean getPrometheusStaleOnEnd();
+
+  void setPrometheusStaleOnEnd(Boolean value);
+
+  @Description("Export the exporter's own metrics (beam_exporter_*) with the pipeline's.")
+  @Default.Boolean(true)
+  Boolean getPrometheusSelfMetrics();
+
+  void setPrometheusSelfMetrics(Boolean value);
+
+  @Description(
+      "Path of the native library to load instead of the one inside the jar (also: system"
+          + " property beamprometheus.library.path).")
+  String getPrometheusNativeLibraryPath();
+
+  void setPrometheusNativeLibraryPath(String value);
+}

@@ -1,0 +1,52 @@
+package io.beamprometheus;
+
+import org.apache.beam.sdk.metrics.MetricQueryResults;
+import org.apache.beam.sdk.metrics.MetricsOptions;
+import org.apache.beam.sdk.metrics.MetricsSink;
+
+/**
+ * A Beam {@link MetricsSink} exporting to Prometheus: set {@code
+ * --metricsSink=io.beamprometheus.PrometheusMetricsSink} on a runner that runs Beam's
+ * MetricsPusher (Flink, Spark). Each {@link #writeMetrics} encodes the results and hands them to
+ * the native exporter in one call, which queues them and returns; delivery runs in the background.
+ */
+public class PrometheusMetricsSink implements MetricsSink, AutoCloseable {
+  private final long handle;
+
+  /** The constructor MetricsPusher calls; bad options fail here, naming the option. */
+  public PrometheusMetricsSink(MetricsOptions options) {
+    this.handle = NativeExporter.handleFor(options.as(PrometheusExporterOptions.class));
+  }
+
+  @Override
+  public void writeMetrics(MetricQueryResults metricQueryResults) {
+    NativeExporter.export(handle, SnapshotEncoder.encode(metricQueryResults, System.currentTimeMillis()));
+  }
+
+  /** Waits until everything queued so far is delivered (or dropped); false on timeout. */
+  public boolean flush(long timeoutMillis) {
+    return NativeExporter.flush(handle, timeoutMillis);
+  }
+
+  /** The exporter's own counters, by name (see README, Self-metrics). */
+  public java.util.Map<String, Long> stats() {
+    String[] names = NativeExporter.statNames().split(",");
+    long[] values = NativeExporter.stats(handle);
+    java.util.Map<String, Long> out = new java.util.LinkedHashMap<>();
+    for (int i = 0; i < names.length; i++) {
+      out.put(names[i], values[i]);
+    }
+    return out;
+  }
+
+  /**
+   * Final delivery (staleness markers and the group deletion, when configured) waiting at most
+   * {@link NativeExporter#SHUTDOWN_FLUSH_MILLIS}. Closes the exporter shared by sinks with the
+   * same options. Without it, JVM shutdown does the same.
+   */
+  @Override
+  public void close() {
+    NativeExporter.forget(handle);
+    NativeExporter.close(handle, NativeExporter.SHUTDOWN_FLUSH_MILLIS);
+  }
+}

@@ -1,0 +1,139 @@
+package io.beamprometheus;
+
+import java.util.List;
+import java.util.Map;
+import org.apache.beam.sdk.metrics.BoundedTrieResult;
+import org.apache.beam.sdk.metrics.DistributionResult;
+import org.apache.beam.sdk.metrics.GaugeResult;
+import org.apache.beam.sdk.metrics.MetricKey;
+import org.apache.beam.sdk.metrics.MetricQueryResults;
+import org.apache.beam.sdk.metrics.MetricResult;
+import org.apache.beam.sdk.metrics.StringSetResult;
+import org.apache.beam.sdk.util.HistogramData;
+
+/** Encodes a {@link MetricQueryResults} into the binary contract of CONTRACT.md. */
+public final class SnapshotEncoder {
+  static final int COUNTER = 1;
+  static final int DISTRIBUTION = 2;
+  static final int GAUGE = 3;
+  static final int STRING_SET = 4;
+  static final int BOUNDED_TRIE = 5;
+  static final int HISTOGRAM = 6;
+
+  private interface ValueWriter<T> {
+    void write(ContractWriter w, T value);
+  }
+
+  private SnapshotEncoder() {}
+
+  public static byte[] encode(MetricQueryResults results, long timeMillis) {
+    ContractWriter w = new ContractWriter();
+    int count =
+        size(results.getCounters())
+            + size(results.getDistributions())
+            + size(results.getGauges())
+            + size(results.getStringSets())
+            + size(results.getBoundedTries())
+            + size(results.getHistograms());
+    w.u32(count);
+    metrics(w, COUNTER, results.getCounters(), (out, v) -> out.i64(v));
+    metrics(w, DISTRIBUTION, results.getDistributions(), SnapshotEncoder::distribution);
+    metrics(w, GAUGE, results.getGauges(), SnapshotEncoder::gauge);
+    metrics(w, STRING_SET, results.getStringSets(), SnapshotEncoder::stringSet);
+    metrics(w, BOUNDED_TRIE, results.getBoundedTries(), SnapshotEncoder::boundedTrie);
+    metrics(w, HISTOGRAM, results.getHistograms(), SnapshotEncoder::histogram);
+    return w.snapshot(timeMillis);
+  }
+
+  private static int size(Iterable<?> it) {
+    int n = 0;
+    for (Object ignored : it) {
+      n++;
+    }
+    return n;
+  }
+
+  private static <T> void metrics(
+      ContractWriter w, int kind, Iterable<MetricResult<T>> results, ValueWriter<T> writer) {
+    for (MetricResult<T> r : results) {
+      MetricKey key = r.getKey();
+      w.u8(kind);
+      w.ref(key.metricName().getNamespace());
+      w.ref(key.metricName().getName());
+      w.ref(key.stepName() == null ? "" : key.stepName());
+      Map<String, String> labels = key.metricName().getLabels();
+      w.u32(labels == null ? 0 : labels.size());
+      if (labels != null) {
+        for (Map.Entry<String, String> e : labels.entrySet()) {
+          w.ref(e.getKey());
+          w.ref(e.getValue());
+        }
+      }
+      T attempted = r.getAttempted();
+      T committed = r.getCommittedOrNull();
+      w.u8((attempted != null ? 1 : 0) | (committed != null ? 2 : 0));
+      if (attempted != null) {
+        writer.write(w, attempted);
+      }
+      if (committed != null) {
+        writer.write(w, committed);
+      }
+    }
+  }
+
+  private static void distribution(ContractWriter w, DistributionResult d) {
+    w.i64(d.getSum());
+    w.i64(d.getCount());
+    w.i64(d.getMin());
+    w.i64(d.getMax());
+  }
+
+  private static void gauge(ContractWriter w, GaugeResult g) {
+    w.i64(g.getValue());
+    w.i64(g.getTimestamp().getMillis());
+  }
+
+  private static void stringSet(ContractWriter w, StringSetResult s) {
+    w.u32(s.getStringSet().size());
+    for (String e : s.getStringSet()) {
+      w.ref(e);
+    }
+  }
+
+  /** Beam ends each path with "true" or "false": whether the trie was truncated there. */
+  private static void boundedTrie(ContractWriter w, BoundedTrieResult t) {
+    w.u32(t.getResult().size());
+    for (List<String> path : t.getResult()) {
+      int n = path.size();
+      boolean hasFlag = n > 0 && ("true".equals(path.get(n - 1)) || "false".equals(path.get(n - 1)));
+      int segments = hasFlag ? n - 1 : n;
+      w.u32(segments);
+      for (int i = 0; i < segments; i++) {
+        w.ref(path.get(i));
+      }
+      w.u8(hasFlag && "true".equals(path.get(n - 1)) ? 1 : 0);
+    }
+  }
+
+  /**
+   * Non-cumulative buckets with their upper bounds: the underflow bucket ends at the range's
+   * start, bucket i at start + the sizes of buckets 0..i, the overflow bucket at +Inf.
+   */
+  private static void histogram(ContractWriter w, HistogramData h) {
+    HistogramData.BucketType type = h.getBucketType();
+    int n = type.getNumBuckets();
+    double sum = h.getMean() * h.getTotalCount();
+    w.f64(Double.isNaN(sum) ? 0 : sum);
+    w.u32(n + 2);
+    double upper = type.getRangeFrom();
+    w.f64(upper);
+    w.i64(h.getBottomBucketCount());
+    for (int i = 0; i < n; i++) {
+      upper += type.getBucketSize(i);
+      w.f64(upper);
+      w.i64(h.getCount(i));
+    }
+    w.f64(Double.POSITIVE_INFINITY);
+    w.i64(h.getTopBucketCount());
+  }
+}
