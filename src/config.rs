@@ -144,10 +144,18 @@ impl Config {
                     prefix = v.clone();
                 }
                 ("prometheusLabels", Some(name)) => {
-                    const_labels.push((user_label(option, name, RESERVED_LABELS)?, v.clone()));
+                    let name = user_label(option, name, RESERVED_LABELS)?;
+                    if const_labels.iter().any(|(n, _)| *n == name) {
+                        return err(option, format!("label name '{}' is given twice", name));
+                    }
+                    const_labels.push((name, v.clone()));
                 }
                 ("prometheusGroupingKey", Some(name)) => {
-                    grouping.push((user_label(option, name, &["job"])?, v.clone()));
+                    let name = user_label(option, name, &["job"])?;
+                    if grouping.iter().any(|(n, _)| *n == name) {
+                        return err(option, format!("label name '{}' is given twice", name));
+                    }
+                    grouping.push((name, v.clone()));
                 }
                 ("prometheusMetricValues", None) => {
                     selection = match v.to_ascii_uppercase().as_str() {

@@ -119,6 +119,11 @@ pub struct Exporter {
     lanes: Vec<Arc<Lane>>,
     /// Label sets of the newest remote-write snapshot, for staleness markers at close.
     last_series: Mutex<Vec<Vec<Label>>>,
+    /// Timestamp of the newest remote-written snapshot: each is stamped strictly later, since
+    /// runners may push twice within a millisecond and a receiver answers 400 "duplicate sample
+    /// for timestamp" when a value differs.
+    /// Held from stamping to queueing, so concurrent exports queue in timestamp order.
+    last_time_ms: Mutex<i64>,
     closed: Mutex<bool>,
 }
 
@@ -161,7 +166,13 @@ impl Exporter {
                 .map_err(|e| format!("cannot start the delivery thread: {}", e))?;
             lanes.push(lane);
         }
-        Ok(Exporter { shared, lanes, last_series: Mutex::new(Vec::new()), closed: Mutex::new(false) })
+        Ok(Exporter {
+            shared,
+            lanes,
+            last_series: Mutex::new(Vec::new()),
+            last_time_ms: Mutex::new(i64::MIN),
+            closed: Mutex::new(false),
+        })
     }
 
     pub fn config(&self) -> &Config {
@@ -220,6 +231,9 @@ impl Exporter {
     }
 
     fn queue_remote_write(&self, lane: &Lane, mapped: &Mapped, time_ms: i64) {
+        let mut last = lock(&self.last_time_ms);
+        let time_ms = time_ms.max(last.saturating_add(1));
+        *last = time_ms;
         let series = remote_write::series(mapped, time_ms);
         *lock(&self.last_series) = series.iter().map(|s| s.labels.clone()).collect();
         let mut metadata = Some(remote_write::metadata(mapped));

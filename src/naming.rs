@@ -7,6 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 
 /// Longest metric name we emit; longer ones are cut and given a hash suffix.
 pub const MAX_NAME_LEN: usize = 200;
+/// Room kept for suffixes when a name is cut (the longest, "_gauge_timestamp_seconds", has 24).
+const MAX_SUFFIX_LEN: usize = 32;
 /// Longest label value we emit (bytes); Mimir's default limit is 2048, Cortex' 1024.
 pub const MAX_LABEL_VALUE_LEN: usize = 1024;
 
@@ -111,7 +113,9 @@ pub fn metric_name(prefix: &str, beam_name: &str, suffix: &str) -> String {
     if name.starts_with(|c: char| c.is_ascii_digit()) {
         name.insert(0, '_');
     }
-    let room = MAX_NAME_LEN - suffix.len();
+    // The cut must not depend on the suffix: a family and its samples (`_sum`, `_bucket`, …)
+    // need the same stem, so room is kept for the longest suffix the mapping uses.
+    let room = MAX_NAME_LEN - suffix.len().max(MAX_SUFFIX_LEN);
     if name.len() > room {
         let h = stable_hash(&name);
         name.truncate(room - h.len() - 1);
@@ -184,7 +188,8 @@ impl Builder<'_> {
     fn metric(&mut self, m: &Metric, value: &Value, result: &str, disambiguate: bool) {
         let cfg = self.cfg;
         let key = &m.key;
-        let mut base: Vec<(String, String)> = cfg.const_labels.clone();
+        let mut base: Vec<(String, String)> =
+            cfg.const_labels.iter().map(|(k, v)| (k.clone(), label_value(v))).collect();
         base.push(("job".into(), label_value(&cfg.job)));
         base.push(("namespace".into(), label_value(&key.namespace)));
         base.push(("step".into(), label_value(&key.step)));

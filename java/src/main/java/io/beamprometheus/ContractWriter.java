@@ -11,9 +11,20 @@ import java.util.Map;
  * table that stores each distinct string once.
  */
 final class ContractWriter {
-  private final ByteArrayOutputStream body = new ByteArrayOutputStream(4096);
+  /** Exposes its buffer so that assembling the snapshot copies each part once. */
+  private static final class Buf extends ByteArrayOutputStream {
+    Buf(int size) {
+      super(size);
+    }
+
+    void appendTo(ByteArrayOutputStream out) {
+      out.write(buf, 0, count);
+    }
+  }
+
+  private final Buf body = new Buf(4096);
   private final Map<String, Integer> index = new HashMap<>();
-  private final ByteArrayOutputStream table = new ByteArrayOutputStream(1024);
+  private final Buf table = new Buf(1024);
   private int strings;
 
   void u8(int v) {
@@ -56,8 +67,8 @@ final class ContractWriter {
     writeInt(out, (int) (timeMillis >>> 32));
     writeInt(out, (int) timeMillis);
     writeInt(out, strings);
-    table.writeTo(out);
-    body.writeTo(out);
+    table.appendTo(out);
+    body.appendTo(out);
     return out.toByteArray();
   }
 

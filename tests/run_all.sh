@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Every test: the Rust core (cargo test), the Java unit tests, and the end-to-end suites against
+# real Prometheus, Pushgateway and VictoriaMetrics servers this script starts and stops.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. tests/servers.sh
+ensure_packages
+python3 -c 'import prometheus_client' 2>/dev/null || pip install -q prometheus_client
+
+echo "== cargo test"
+cargo test 2>&1 | tee /tmp/beamprom-cargo.log
+rust_passed=$(grep -Eo '[0-9]+ passed' /tmp/beamprom-cargo.log | awk '{s+=$1} END {print s+0}')
+rust_failed=$(grep -Eo '[0-9]+ failed' /tmp/beamprom-cargo.log | awk '{s+=$1} END {print s+0}')
+
+start_servers
+echo "== gradle test e2eTest"
+set +e
+(cd java && gradle --no-daemon -q test e2eTest --continue)
+gradle_rc=$?
+set -e
+java_passed=0; java_failed=0; java_skipped=0
+for f in java/build/test-results/test/*.xml java/build/test-results/e2eTest/*.xml; do
+  [ -f "$f" ] || continue
+  read -r t fl er sk < <(python3 - "$f" <<'PY'
+import sys, xml.etree.ElementTree as ET
+r = ET.parse(sys.argv[1]).getroot()
+print(r.get('tests'), r.get('failures'), r.get('errors'), r.get('skipped'))
+PY
+)
+  java_passed=$((java_passed + t - fl - er - sk)); java_failed=$((java_failed + fl + er)); java_skipped=$((java_skipped + sk))
+done
+passed=$((rust_passed + java_passed)); failed=$((rust_failed + java_failed))
+echo "rust: $rust_passed passed, $rust_failed failed; java: $java_passed passed, $java_failed failed, $java_skipped skipped"
+echo "$passed passed, $failed failed, $java_skipped skipped"
+[ "$gradle_rc" -eq 0 ] && [ "$failed" -eq 0 ]
