@@ -1,0 +1,126 @@
+package io.beamprometheus;
+
+import java.util.Arrays;
+import java.util.HashSet;
+import java.util.Set;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
+import org.apache.beam.sdk.PipelineResult;
+import org.apache.beam.sdk.metrics.MetricsFilter;
+import org.apache.beam.sdk.options.PipelineOptions;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Exports a running pipeline's metrics on any runner by polling {@code PipelineResult.metrics()}
+ * every {@code --metricsPushPeriod} seconds, with one final export when the pipeline reaches a
+ * terminal state. For runners without Beam's MetricsPusher (direct, Dataflow, Prism, Samza, …):
+ *
+ * <pre>{@code
+ * PipelineResult result = pipeline.run();
+ * PrometheusMetricsPoller.exportUntilFinish(result, options);   // blocking
+ * // or: try (PrometheusMetricsPoller p = PrometheusMetricsPoller.start(result, options)) { ... }
+ * }</pre>
+ *
+ * When {@code --metricsSink} is {@link PrometheusMetricsSink} and the runner runs MetricsPusher
+ * (Flink, Spark), the sink already exports: the poller then does nothing, so nothing is sent twice.
+ */
+public final class PrometheusMetricsPoller implements AutoCloseable {
+  private static final Logger LOG = LoggerFactory.getLogger(PrometheusMetricsPoller.class);
+  /** Runners whose MetricsPusher calls --metricsSink (per Beam's source). */
+  static final Set<String> PUSHER_RUNNERS =
+      new HashSet<>(
+          Arrays.asList(
+              "FlinkRunner", "TestFlinkRunner", "SparkRunner", "TestSparkRunner",
+              "SparkStructuredStreamingRunner", "SparkRunnerDebugger"));
+
+  private final PipelineResult result;
+  private final long handle;
+  private final ScheduledExecutorService scheduler;
+  private final Object lock = new Object();
+  private boolean finished;
+
+  private PrometheusMetricsPoller(PipelineResult result, PrometheusExporterOptions options, boolean active) {
+    this.result = result;
+    this.handle = active ? NativeExporter.handleFor(options) : 0;
+    if (!active) {
+      this.scheduler = null;
+      this.finished = true;
+      return;
+    }
+    long period = Math.max(1, options.getMetricsPushPeriod() == null ? 5 : options.getMetricsPushPeriod());
+    this.scheduler =
+        Executors.newSingleThreadScheduledExecutor(
+            r -> {
+              Thread t = new Thread(r, "beam-prometheus-poller");
+              t.setDaemon(true);
+              return t;
+            });
+    scheduler.scheduleAtFixedRate(this::poll, 0, period, TimeUnit.SECONDS);
+  }
+
+  /** Starts exporting in the background; close the handle (or let the pipeline end) to stop. */
+  public static PrometheusMetricsPoller start(PipelineResult result, PipelineOptions options) {
+    PrometheusExporterOptions o = options.as(PrometheusExporterOptions.class);
+    boolean sinkExports =
+        o.getMetricsSink() == PrometheusMetricsSink.class
+            && o.getRunner() != null
+            && PUSHER_RUNNERS.contains(o.getRunner().getSimpleName());
+    if (sinkExports) {
+      LOG.info("{} exports through --metricsSink already; the poller stays idle", o.getRunner().getSimpleName());
+    }
+    return new PrometheusMetricsPoller(result, o, !sinkExports);
+  }
+
+  /** Exports until the pipeline ends, then once more; returns its final state. */
+  public static PipelineResult.State exportUntilFinish(PipelineResult result, PipelineOptions options) {
+    try (PrometheusMetricsPoller poller = start(result, options)) {
+      PipelineResult.State state = result.waitUntilFinish();
+      poller.finish();
+      return state;
+    }
+  }
+
+  private void poll() {
+    try {
+      boolean terminal = result.getState().isTerminal();
+      exportNow();
+      if (terminal) {
+        finish();
+      }
+    } catch (RuntimeException e) {
+      LOG.warn("exporting the pipeline's metrics failed", e);
+    }
+  }
+
+  private void exportNow() {
+    synchronized (lock) {
+      if (handle == 0) {
+        return;
+      }
+      NativeExporter.export(
+          handle,
+          SnapshotEncoder.encode(result.metrics().queryMetrics(MetricsFilter.builder().build()), System.currentTimeMillis()));
+    }
+  }
+
+  /** The final export (once), then waits for delivery at most NativeExporter.SHUTDOWN_FLUSH_MILLIS. */
+  public void finish() {
+    synchronized (lock) {
+      if (finished) {
+        return;
+      }
+      exportNow();
+      finished = true;
+    }
+    scheduler.shutdown();
+    NativeExporter.flush(handle, NativeExporter.SHUTDOWN_FLUSH_MILLIS);
+  }
+
+  /** Stops polling after a final export. The exporter stays open for other users of the same options. */
+  @Override
+  public void close() {
+    finish();
+  }
+}
