@@ -99,6 +99,8 @@ struct LaneState {
     busy: bool,
     closing: Option<Instant>,
     failing: bool,
+    /// The worker stopped at the close deadline with requests still queued.
+    abandoned: bool,
 }
 
 struct Lane {
@@ -298,8 +300,11 @@ impl Exporter {
 
     fn add_self_metrics(&self, mapped: &mut Mapped) {
         let cfg = &self.shared.cfg.naming;
-        let mut labels = cfg.const_labels.clone();
-        labels.push(("job".into(), cfg.job.clone()));
+        // The same label rules as naming::map: values capped, empty values left out.
+        let mut labels: Vec<(String, String)> =
+            cfg.const_labels.iter().map(|(k, v)| (k.clone(), naming::label_value(v))).collect();
+        labels.push(("job".into(), naming::label_value(&cfg.job)));
+        labels.retain(|(_, v)| !v.is_empty());
         labels.sort();
         let v = self.shared.stats.values();
         let names = stats_names();
@@ -383,7 +388,8 @@ impl Exporter {
             lock(&lane.state).closing = Some(deadline);
             lane.cv.notify_all();
         }
-        self.flush(timeout)
+        // The worker empties its queue at the deadline too: that is not a delivery.
+        self.flush(timeout) && !self.lanes.iter().any(|l| lock(&l.state).abandoned)
     }
 }
 
@@ -407,6 +413,7 @@ fn worker(lane: &Lane, shared: &Shared) {
                 if let Some(deadline) = st.closing {
                     if st.jobs.is_empty() || now >= deadline {
                         let left: u64 = st.jobs.iter().map(|j| j.samples).sum();
+                        st.abandoned |= !st.jobs.is_empty();
                         if left > 0 {
                             stats.samples_dropped.fetch_add(left, Relaxed);
                             log::warn!("exporter closed with {} samples undelivered ({:?})", left, lane.target);

@@ -176,6 +176,14 @@ fn malformed_buffers_are_errors() {
 }
 
 #[test]
+fn the_allocation_tracker_sees_allocations() {
+    let (v, largest) = largest_allocation(|| Vec::<u8>::with_capacity(1 << 20));
+    assert!(largest >= 1 << 20 && v.capacity() >= 1 << 20, "{}", largest);
+    let (_, largest) = largest_allocation(|| 1 + 1);
+    assert_eq!(largest, 0);
+}
+
+#[test]
 fn huge_counts_are_rejected_without_allocating() {
     let mut cases: Vec<(&str, Vec<u8>)> = Vec::new();
     for n in [u32::MAX, u32::MAX / 4, 1 << 20] {
@@ -277,13 +285,13 @@ fn inserting_or_removing_a_byte_never_panics() {
         if pos < buf.len() {
             let mut b = buf.clone();
             b.remove(pos);
-            assert!(decode(&b).is_err() || pos >= 16, "removing byte {} went unnoticed", pos);
+            assert!(decode(&b).is_err(), "removing byte {} went unnoticed", pos);
         }
     }
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 20_000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 10_000, ..ProptestConfig::default() })]
 
     #[test]
     fn prop_decode_never_panics_on_arbitrary_bytes(b in prop::collection::vec(any::<u8>(), 0..512)) {
@@ -325,7 +333,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2_000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 1_000, ..ProptestConfig::default() })]
 
     #[test]
     fn prop_roundtrip(s in arb_snapshot(false, 12)) {

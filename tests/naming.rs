@@ -767,3 +767,59 @@ fn reserved_labels_cover_what_the_mapping_emits() {
         assert!(RESERVED_LABELS.contains(&name), "{} is emitted but not reserved", name);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Beam metric labels (MetricName.getLabels())
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn beam_metric_labels_become_labels() {
+    let m = beam_prometheus::model::Metric {
+        key: key_with_labels(
+            "ns",
+            "c",
+            "s1",
+            &[("PTRANSFORM", "t1"), ("le", "x"), ("env", "y"), ("a-b", "z"), ("job", "w"), ("empty", "")],
+        ),
+        attempted: Some(Value::Counter(1)),
+        committed: None,
+    };
+    let got = map1(m);
+    assert_eq!(got.families.len(), 1);
+    let s = &got.families[0].samples[0];
+    assert_eq!(
+        s.labels,
+        labels(&[
+            ("PTRANSFORM", "t1"),
+            ("a_b", "z"),
+            ("env", "prod"),
+            ("job", "wordcount"),
+            ("label_env", "y"),
+            ("label_job", "w"),
+            ("label_le", "x"),
+            ("namespace", "ns"),
+            ("result", "attempted"),
+            ("step", "s1"),
+        ]),
+        "ordinary names kept, names the mapping or a constant label uses get a label_ prefix, empty values left out"
+    );
+    check_labels(&s.labels).unwrap();
+}
+
+#[test]
+fn metrics_that_differ_only_in_labels_are_distinct_series() {
+    let mk = |v: &str, n: i64| beam_prometheus::model::Metric {
+        key: key_with_labels("ns", "c", "s1", &[("PCOLLECTION", v)]),
+        attempted: Some(Value::Counter(n)),
+        committed: None,
+    };
+    let got = map(&snapshot(1, vec![mk("p1", 1), mk("p2", 2)]), &naming_cfg(Selection::Attempted));
+    assert_eq!(got.duplicates, 0);
+    let values: Vec<(String, f64)> = got.families[0]
+        .samples
+        .iter()
+        .map(|s| (s.labels.iter().find(|(k, _)| k == "PCOLLECTION").unwrap().1.clone(), s.value))
+        .collect();
+    assert_eq!(values, vec![("p1".to_string(), 1.0), ("p2".to_string(), 2.0)]);
+    assert!(got.families[0].samples.iter().all(|s| !s.labels.iter().any(|(k, _)| k == "beam_metric")));
+}

@@ -243,7 +243,7 @@ fn python_prometheus_client_parses_the_mapping() {
     let m = map(&rich_snapshot(), &cfg);
     let grouping = ["job", "instance"];
     let text = render(&m, &grouping);
-    let parsed = python_parse(&[text.clone()]);
+    let parsed = python_parse(std::slice::from_ref(&text));
     let families = parsed[0].as_ref().unwrap_or_else(|e| panic!("prometheus_client rejected the body: {}\n{}", e, text));
     compare(&m, &grouping, families).unwrap_or_else(|e| panic!("{}\n{}", e, text));
     assert!(text.contains("# TYPE beam_size_histogram histogram\n"), "{}", text);
@@ -260,7 +260,7 @@ fn python_parses_hand_written_escapes() {
         vec![sample("m", &[("a", "\\"), ("b", "\""), ("c", "\n"), ("d", "\\n\\\"\n")], 1.0)],
     )]);
     let text = render(&m, &[]);
-    let parsed = python_parse(&[text.clone()]);
+    let parsed = python_parse(std::slice::from_ref(&text));
     compare(&m, &[], parsed[0].as_ref().unwrap()).unwrap_or_else(|e| panic!("{}\n{}", e, text));
 }
 

@@ -313,6 +313,8 @@ pub struct Recorded {
     pub body: Vec<u8>,
     /// When the request was completely read.
     pub at: Instant,
+    /// The status answered (None: hung up or never answered).
+    pub status: Option<u16>,
 }
 
 impl Recorded {
@@ -441,13 +443,17 @@ fn handle(mut conn: TcpStream, reqs: &Mutex<Vec<Recorded>>, stop: &AtomicBool, r
         }
     }
     body.truncate(len);
-    let rec = Recorded { method, path, headers, body, at: Instant::now() };
-    let index = {
+    let mut rec = Recorded { method, path, headers, body, at: Instant::now(), status: None };
+    let reply = {
         let mut r = reqs.lock().unwrap();
-        r.push(rec.clone());
-        r.len() - 1
+        let reply = respond(&rec, r.len());
+        if let Reply::Status(code, ..) = &reply {
+            rec.status = Some(*code);
+        }
+        r.push(rec);
+        reply
     };
-    match respond(&rec, index) {
+    match reply {
         Reply::Status(code, extra, body) => {
             let mut resp = format!(
                 "HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\nContent-Type: text/plain\r\n",
