@@ -117,12 +117,19 @@ public class FlinkSinkE2ETest {
     String job = "e2e_pg_" + System.nanoTime();
     PipelineOptions o =
         options(job, "--prometheusPushgatewayUrl=" + Servers.pushgateway(), "--prometheusGroupingKey={\"instance\":\"e2e/1\"}");
-    run(o, 500);
+    run(o, 1000);
     String sel = "{job=\"" + job + "\",instance=\"e2e/1\",namespace=\"" + MetricsPipelines.NS + "\",step=\"" + COUNT_STEP + "\"}";
-    awaitValue(Servers.prometheus(), "beam_elements_total" + sel, 500, 60);
-    awaitValue(Servers.prometheus(), "beam_element_value_distribution_sum" + sel, 125250, 30);
-    // Never set in a run of 500 (set at element 1000): no gauge series, rather than a fake -1.
-    assertEquals(0, query("beam_max_element_gauge" + sel).size());
+    String prom = Servers.prometheus();
+    awaitValue(prom, "beam_elements_total" + sel, 1000, 60);
+    awaitValue(prom, "beam_element_value_distribution_sum" + sel, 500500, 30);
+    awaitValue(prom, "beam_element_value_distribution_count" + sel, 1000, 30);
+    awaitValue(prom, "beam_element_value_distribution_min" + sel, 1, 30);
+    awaitValue(prom, "beam_element_value_distribution_max" + sel, 1000, 30);
+    awaitValue(prom, "beam_max_element_gauge" + sel, 1000, 30);
+    await("beam_max_element_gauge_timestamp_seconds" + sel, r -> r.size() == 1 && r.get(0).value > 0, 30);
+    await("beam_parity_string_set_info" + sel, r -> r.size() == 2, 30);
+    await("beam_lineage_bounded_trie_info" + sel, r -> r.size() == 2, 30);
+    await("{job=\"" + job + "\",step=\"" + HOSTILE_STEP + "\"}", r -> r.size() == MetricsPipelines.HOSTILE_NAMES.length, 30);
     await("push_time_seconds{job=\"" + job + "\",instance=\"e2e/1\"}", r -> r.size() == 1 && r.get(0).value > 0, 30);
   }
 
