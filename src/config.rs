@@ -22,6 +22,28 @@ pub enum PushMethod {
     Post,
 }
 
+/// Where a secret is read from; its value is never held here, so `Debug` cannot leak it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Secret {
+    File { option: &'static str, path: String },
+    Env { option: &'static str, name: String },
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct TlsConfig {
+    pub ca_file: Option<String>,
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+    pub server_name: Option<String>,
+    pub insecure_skip_verify: bool,
+}
+
+/// Headers the protocols own: a user header may not replace them.
+pub const RESERVED_HEADERS: &[&str] = &[
+    "content-encoding", "content-type", "content-length", "x-prometheus-remote-write-version",
+    "user-agent", "host", "authorization", "transfer-encoding", "connection",
+];
+
 #[derive(Clone, Debug)]
 pub struct Config {
     pub remote_write_url: Option<String>,
@@ -44,6 +66,20 @@ pub struct Config {
     /// Send staleness markers for every series when the exporter closes.
     pub stale_on_close: bool,
     pub export_self_metrics: bool,
+    pub tls: TlsConfig,
+    pub basic_auth: Option<(String, Secret)>,
+    pub bearer_token: Option<Secret>,
+    /// Extra headers for every request, e.g. `X-Scope-OrgID` for Mimir/Cortex tenants.
+    pub headers: Vec<(String, String)>,
+    pub proxy_url: Option<String>,
+}
+
+/// A URL for messages: user info (`user:password@`) replaced by `***@`.
+pub fn redact_url(v: &str) -> String {
+    match (v.find("://"), v.find('@')) {
+        (Some(s), Some(at)) if at > s && !v[s + 3..at].contains('/') => format!("{}***{}", &v[..s + 3], &v[at..]),
+        _ => v.to_string(),
+    }
 }
 
 pub mod defaults {
@@ -63,15 +99,16 @@ fn err<T>(option: &str, msg: impl fmt::Display) -> Result<T, ConfigError> {
 }
 
 fn url(option: &str, v: &str) -> Result<String, ConfigError> {
+    let shown = redact_url(v);
     let parsed = match reqwest::Url::parse(v) {
         Ok(u) => u,
-        Err(e) => return err(option, format!("'{}' is not a valid URL ({})", v, e)),
+        Err(e) => return err(option, format!("'{}' is not a valid URL ({})", shown, e)),
     };
     if parsed.scheme() != "http" && parsed.scheme() != "https" {
-        return err(option, format!("'{}' must be an http:// or https:// URL", v));
+        return err(option, format!("'{}' must be an http:// or https:// URL", shown));
     }
     if parsed.host_str().is_none() {
-        return err(option, format!("'{}' has no host", v));
+        return err(option, format!("'{}' has no host", shown));
     }
     Ok(v.to_string())
 }
@@ -127,6 +164,19 @@ impl Config {
         let mut set_cap = defaults::SET_CAP;
         let mut stale_on_close = false;
         let mut export_self_metrics = true;
+        let mut tls = TlsConfig::default();
+        let mut basic_user: Option<String> = None;
+        let mut basic_password: Vec<Secret> = Vec::new();
+        let mut bearer: Vec<Secret> = Vec::new();
+        let mut headers = Vec::new();
+        let mut proxy_url = None;
+        let file = |option: &'static str, v: &str| -> Result<String, ConfigError> {
+            match std::fs::metadata(v) {
+                Ok(m) if m.is_file() => Ok(v.to_string()),
+                Ok(_) => err(option, format!("'{}' is not a file", v)),
+                Err(e) => err(option, format!("cannot read '{}': {}", v, e)),
+            }
+        };
         for (k, v) in pairs {
             let (option, sub) = match k.split_once('.') {
                 Some((o, s)) => (o, Some(s)),
@@ -182,6 +232,39 @@ impl Config {
                 ("prometheusSetCap", None) => set_cap = number(option, v, 1usize)?,
                 ("prometheusStaleOnEnd", None) => stale_on_close = boolean(option, v)?,
                 ("prometheusSelfMetrics", None) => export_self_metrics = boolean(option, v)?,
+                ("prometheusTlsCaFile", None) if !v.is_empty() => tls.ca_file = Some(file("prometheusTlsCaFile", v)?),
+                ("prometheusTlsCertFile", None) if !v.is_empty() => tls.cert_file = Some(file("prometheusTlsCertFile", v)?),
+                ("prometheusTlsKeyFile", None) if !v.is_empty() => tls.key_file = Some(file("prometheusTlsKeyFile", v)?),
+                ("prometheusTlsServerName", None) if !v.is_empty() => tls.server_name = Some(v.clone()),
+                ("prometheusTlsInsecureSkipVerify", None) => tls.insecure_skip_verify = boolean(option, v)?,
+                ("prometheusBasicAuthUser", None) if !v.is_empty() => basic_user = Some(v.clone()),
+                ("prometheusBasicAuthPasswordFile", None) if !v.is_empty() => basic_password
+                    .push(Secret::File { option: "prometheusBasicAuthPasswordFile", path: file("prometheusBasicAuthPasswordFile", v)? }),
+                ("prometheusBasicAuthPasswordEnv", None) if !v.is_empty() => {
+                    basic_password.push(Secret::Env { option: "prometheusBasicAuthPasswordEnv", name: v.clone() })
+                }
+                ("prometheusBearerTokenFile", None) if !v.is_empty() => {
+                    bearer.push(Secret::File { option: "prometheusBearerTokenFile", path: file("prometheusBearerTokenFile", v)? })
+                }
+                ("prometheusBearerTokenEnv", None) if !v.is_empty() => {
+                    bearer.push(Secret::Env { option: "prometheusBearerTokenEnv", name: v.clone() })
+                }
+                ("prometheusHeaders", Some(name)) => {
+                    if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                        return err(option, format!("'{}' is not a valid HTTP header name", name));
+                    }
+                    if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+                        return err(option, format!("header '{}' is set by the exporter and cannot be overridden (use the auth options for Authorization)", name));
+                    }
+                    if reqwest::header::HeaderValue::from_str(v).is_err() {
+                        return err(option, format!("the value of header '{}' is not a valid HTTP header value", name));
+                    }
+                    headers.push((name.to_string(), v.clone()));
+                }
+                ("prometheusProxyUrl", None) if !v.is_empty() => proxy_url = Some(url(option, v)?),
+                ("prometheusTlsCaFile" | "prometheusTlsCertFile" | "prometheusTlsKeyFile" | "prometheusTlsServerName"
+                | "prometheusBasicAuthUser" | "prometheusBasicAuthPasswordFile" | "prometheusBasicAuthPasswordEnv"
+                | "prometheusBearerTokenFile" | "prometheusBearerTokenEnv" | "prometheusProxyUrl", None) => {}
                 _ => return Err(ConfigError(format!("unknown exporter option '{}'", k))),
             }
         }
@@ -196,6 +279,29 @@ impl Config {
         };
         if min_backoff_ms > max_backoff_ms {
             return err("prometheusMinBackoffMillis", format!("{} is above --prometheusMaxBackoffMillis {}", min_backoff_ms, max_backoff_ms));
+        }
+        if tls.cert_file.is_some() != tls.key_file.is_some() {
+            let missing = if tls.cert_file.is_none() { "prometheusTlsCertFile" } else { "prometheusTlsKeyFile" };
+            return err(missing, "a client certificate needs both --prometheusTlsCertFile and --prometheusTlsKeyFile");
+        }
+        if basic_password.len() > 1 {
+            return err("prometheusBasicAuthPasswordFile", "set either it or --prometheusBasicAuthPasswordEnv, not both");
+        }
+        if bearer.len() > 1 {
+            return err("prometheusBearerTokenFile", "set either it or --prometheusBearerTokenEnv, not both");
+        }
+        let basic_auth = match (basic_user, basic_password.pop()) {
+            (Some(u), Some(p)) => Some((u, p)),
+            (None, None) => None,
+            (Some(_), None) => return err("prometheusBasicAuthPasswordFile", "--prometheusBasicAuthUser needs a password: --prometheusBasicAuthPasswordFile or --prometheusBasicAuthPasswordEnv"),
+            (None, Some(_)) => return err("prometheusBasicAuthUser", "a basic-auth password is set but no user"),
+        };
+        let bearer_token = bearer.pop();
+        if basic_auth.is_some() && bearer_token.is_some() {
+            return err("prometheusBearerTokenFile", "choose basic auth or a bearer token, not both");
+        }
+        for secret in basic_auth.iter().map(|(_, s)| s).chain(bearer_token.iter()) {
+            secret.read().map_err(ConfigError)?;
         }
         const_labels.sort();
         Ok(Config {
@@ -214,6 +320,11 @@ impl Config {
             max_backoff: Duration::from_millis(max_backoff_ms),
             stale_on_close,
             export_self_metrics,
+            tls,
+            basic_auth,
+            bearer_token,
+            headers,
+            proxy_url,
         })
     }
 

@@ -114,6 +114,7 @@ struct Shared {
     client: reqwest::blocking::Client,
     stats: Stats,
     group_url: Option<String>,
+    last_error: Mutex<Option<String>>,
 }
 
 pub struct Exporter {
@@ -141,17 +142,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Exporter {
     pub fn new(cfg: Config) -> Result<Exporter, String> {
-        let client = reqwest::blocking::Client::builder()
-            .timeout(cfg.timeout)
-            .connect_timeout(cfg.connect_timeout)
-            .user_agent(concat!("beam-prometheus/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {}", error_chain(&e)))?;
+        let client = crate::http::build_client(&cfg)?;
         let group_url = cfg
             .pushgateway_url
             .as_ref()
             .map(|u| pushgateway::group_url(u, &cfg.naming.job, &cfg.grouping));
-        let shared = Arc::new(Shared { client, stats: Stats::default(), group_url, cfg });
+        let shared = Arc::new(Shared { client, stats: Stats::default(), group_url, cfg, last_error: Mutex::new(None) });
         let mut lanes = Vec::new();
         for (target, present) in [
             (Target::RemoteWrite, shared.cfg.remote_write_url.is_some()),
@@ -183,6 +179,11 @@ impl Exporter {
 
     pub fn stats(&self) -> &Stats {
         &self.shared.stats
+    }
+
+    /// The newest delivery error, e.g. "Pushgateway: HTTP 400: …" or a TLS reason.
+    pub fn last_error(&self) -> Option<String> {
+        lock(&self.shared.last_error).clone()
     }
 
     /// Decodes a buffer from the Java side and queues it; returns once queued.
@@ -445,6 +446,9 @@ fn worker(lane: &Lane, shared: &Shared) {
             Target::RemoteWrite => (&stats.requests_sent, &stats.requests_failed),
             Target::Pushgateway => (&stats.pushes_sent, &stats.pushes_failed),
         };
+        if let Outcome::Retry { why, .. } | Outcome::Reject(why) = &outcome {
+            *lock(&shared.last_error) = Some(format!("{:?}: {}", lane.target, why));
+        }
         let mut st = lock(&lane.state);
         st.busy = false;
         match outcome {
@@ -563,11 +567,17 @@ fn send(shared: &Shared, target: Target, request: &Request) -> Outcome {
         (Target::Pushgateway, Request::Delete) => c.delete(shared.group_url.as_deref().unwrap_or_default()),
         (t, r) => return Outcome::Reject(format!("internal error: {:?} request on the {:?} lane", r, t)),
     };
+    let builder = match crate::http::authorize(cfg, builder) {
+        Ok(b) => b,
+        Err(why) => return Outcome::Retry { after: None, why },
+    };
     let resp = match builder.send() {
         Ok(r) => r,
         Err(e) => {
             let what = if e.is_timeout() { "timed out" } else { "failed" };
-            return Outcome::Retry { after: None, why: format!("request {}: {}", what, error_chain(&e)) };
+            // without_url: a URL may carry user:password.
+            let chain = crate::http::explain(&error_chain(&e.without_url()));
+            return Outcome::Retry { after: None, why: format!("request {}: {}", what, chain) };
         }
     };
     let status = resp.status();
@@ -585,6 +595,14 @@ fn send(shared: &Shared, target: Target, request: &Request) -> Outcome {
         body.push('…');
     }
     let why = format!("HTTP {}: {}", status.as_u16(), body.trim());
+    if status.as_u16() == 401 || status.as_u16() == 403 {
+        // Retried within --prometheusMaxAttempts: a rotated token or password file fixes it
+        // without losing the batch. Logged once per change of state by the worker.
+        return Outcome::Retry {
+            after: None,
+            why: format!("{}; check --prometheusBasicAuthUser/--prometheusBasicAuthPassword*, --prometheusBearerToken* or --prometheusHeaders", why),
+        };
+    }
     if status.as_u16() == 429 || status.is_server_error() {
         // Prometheus' sender honours Retry-After on 429; on 5xx it is a hint we also take.
         Outcome::Retry { after: retry_after.map(|d| d.min(cfg.max_backoff.max(Duration::from_secs(60)))), why }

@@ -132,6 +132,14 @@ pub extern "system" fn Java_io_beamprometheus_NativeExporter_stats(mut env: JNIE
 }
 
 #[no_mangle]
+pub extern "system" fn Java_io_beamprometheus_NativeExporter_lastError(mut env: JNIEnv, _class: JClass, handle: jlong) -> jstring {
+    entry(&mut env, std::ptr::null_mut(), |env| match exporter(handle)?.last_error() {
+        Some(e) => Ok(env.new_string(e)?.into_raw()),
+        None => Ok(std::ptr::null_mut()),
+    })
+}
+
+#[no_mangle]
 pub extern "system" fn Java_io_beamprometheus_NativeExporter_statNames(mut env: JNIEnv, _class: JClass) -> jstring {
     entry(&mut env, std::ptr::null_mut(), |env| Ok(env.new_string(stats_names().join(","))?.into_raw()))
 }

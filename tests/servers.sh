@@ -9,12 +9,35 @@ ensure_packages() {
   command -v prometheus-pushgateway >/dev/null || missing+=(prometheus-pushgateway)
   command -v victoria-metrics >/dev/null || missing+=(victoria-metrics)
   command -v python3 >/dev/null || missing+=(python3)
+  command -v openssl >/dev/null || missing+=(openssl)
+  command -v curl >/dev/null || missing+=(curl)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "installing ${missing[*]} (Debian packages)"
     apt-get update -q >/dev/null
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
   fi
   # The Debian packages start their own services where an init system runs; ours use other ports.
+  python3 -c 'import bcrypt' 2>/dev/null || pip install -q bcrypt
+}
+
+# Test PKI: a CA, a server certificate for 127.0.0.1 / localhost / prometheus.test, a client
+# certificate, and a second CA nobody uses (for "unknown CA" tests); a basic-auth password file.
+make_pki() {
+  local d=$1
+  mkdir -p "$d"
+  (
+    cd "$d"
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj "/CN=beam-prometheus test CA" 2>/dev/null
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout other-ca.key -out other-ca.pem -days 2 -subj "/CN=some other CA" 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj "/CN=prometheus.test" 2>/dev/null
+    printf 'subjectAltName=DNS:prometheus.test,DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' > server.ext
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile server.ext 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -keyout client.key -out client.csr -subj "/CN=beam-client" 2>/dev/null
+    printf 'extendedKeyUsage=clientAuth\n' > client.ext
+    openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out client.pem -days 2 -extfile client.ext 2>/dev/null
+    python3 -c 'import secrets; print("pw-" + secrets.token_hex(12))' > password
+    python3 -c 'import bcrypt,sys; print(bcrypt.hashpw(open("password").read().strip().encode(), bcrypt.gensalt(10)).decode())' > password.bcrypt
+  )
 }
 
 free_port() {
@@ -49,8 +72,10 @@ stop_servers() {
 start_servers() {
   SERVER_DIR=$(mktemp -d /tmp/beamprom-servers.XXXXXX)
   trap stop_servers EXIT
-  local pp gp vp
-  pp=$(free_port); gp=$(free_port); vp=$(free_port)
+  local pp gp vp sp sgp pki
+  pp=$(free_port); gp=$(free_port); vp=$(free_port); sp=$(free_port); sgp=$(free_port)
+  pki="$SERVER_DIR/pki"
+  make_pki "$pki"
   cat > "$SERVER_DIR/prometheus.yml" <<YML
 global:
   scrape_interval: 1s
@@ -59,7 +84,41 @@ scrape_configs:
     honor_labels: true
     static_configs:
       - targets: ['127.0.0.1:$gp']
+  - job_name: secure-pushgateway
+    honor_labels: true
+    scheme: https
+    tls_config:
+      ca_file: $pki/ca.pem
+    basic_auth:
+      username: beam
+      password_file: $pki/password
+    static_configs:
+      - targets: ['127.0.0.1:$sgp']
 YML
+  cat > "$SERVER_DIR/secure-prometheus-web.yml" <<YML
+tls_server_config:
+  cert_file: $pki/server.pem
+  key_file: $pki/server.key
+  client_auth_type: RequireAndVerifyClientCert
+  client_ca_file: $pki/ca.pem
+basic_auth_users:
+  beam: $(cat "$pki/password.bcrypt")
+YML
+  cat > "$SERVER_DIR/secure-pushgateway-web.yml" <<YML
+tls_server_config:
+  cert_file: $pki/server.pem
+  key_file: $pki/server.key
+basic_auth_users:
+  beam: $(cat "$pki/password.bcrypt")
+YML
+  printf 'global:\n  scrape_interval: 1h\n' > "$SERVER_DIR/secure-prometheus.yml"
+  prometheus --config.file="$SERVER_DIR/secure-prometheus.yml" --storage.tsdb.path="$SERVER_DIR/secure-prom-data" \
+    --web.listen-address="127.0.0.1:$sp" --web.enable-remote-write-receiver \
+    --web.config.file="$SERVER_DIR/secure-prometheus-web.yml" >"$SERVER_DIR/secure-prometheus.log" 2>&1 &
+  SERVER_PIDS+=($!)
+  prometheus-pushgateway --web.listen-address="127.0.0.1:$sgp" \
+    --web.config.file="$SERVER_DIR/secure-pushgateway-web.yml" >"$SERVER_DIR/secure-pushgateway.log" 2>&1 &
+  SERVER_PIDS+=($!)
   prometheus-pushgateway --web.listen-address="127.0.0.1:$gp" >"$SERVER_DIR/pushgateway.log" 2>&1 &
   SERVER_PIDS+=($!)
   prometheus --config.file="$SERVER_DIR/prometheus.yml" --storage.tsdb.path="$SERVER_DIR/prom-data" \
@@ -73,8 +132,22 @@ YML
   export BEAMPROM_PUSHGATEWAY_URL="http://127.0.0.1:$gp"
   export BEAMPROM_VICTORIA_URL="http://127.0.0.1:$vp"
   export BEAMPROM_SERVER_DIR="$SERVER_DIR"
+  export BEAMPROM_SECURE_PROMETHEUS_URL="https://127.0.0.1:$sp"
+  export BEAMPROM_SECURE_PUSHGATEWAY_URL="https://127.0.0.1:$sgp"
+  export BEAMPROM_PKI="$pki"
   wait_ready "$BEAMPROM_PROMETHEUS_URL/-/ready" 60 prometheus
   wait_ready "$BEAMPROM_PUSHGATEWAY_URL/-/ready" 60 pushgateway
   wait_ready "$BEAMPROM_VICTORIA_URL/health" 60 victoria
+  local auth=(--cacert "$pki/ca.pem" --cert "$pki/client.pem" --key "$pki/client.key" -u "beam:$(cat "$pki/password")")
+  local deadline=$((SECONDS + 60))
+  until curl -fsS -o /dev/null "${auth[@]}" "$BEAMPROM_SECURE_PROMETHEUS_URL/-/ready" 2>/dev/null \
+      && curl -fsS -o /dev/null --cacert "$pki/ca.pem" -u "beam:$(cat "$pki/password")" "$BEAMPROM_SECURE_PUSHGATEWAY_URL/-/ready" 2>/dev/null; do
+    if [ $SECONDS -ge $deadline ]; then
+      echo "the TLS servers did not become ready:" >&2
+      tail -n 20 "$SERVER_DIR/secure-prometheus.log" "$SERVER_DIR/secure-pushgateway.log" >&2
+      return 1
+    fi
+    sleep 0.2
+  done
   echo "servers: Prometheus $BEAMPROM_PROMETHEUS_URL, Pushgateway $BEAMPROM_PUSHGATEWAY_URL, VictoriaMetrics $BEAMPROM_VICTORIA_URL"
 }

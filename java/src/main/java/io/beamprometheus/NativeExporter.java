@@ -43,6 +43,8 @@ public final class NativeExporter {
 
   static native String statNames();
 
+  static native String lastError(long handle);
+
   /** Called by native code for Rust `log` records (level: 1 error … 5 trace). */
   static void log(int level, String target, String message) {
     switch (level) {
@@ -150,8 +152,23 @@ public final class NativeExporter {
     add(pairs, "prometheusMaxBufferedSamples", o.getPrometheusMaxBufferedSamples());
     add(pairs, "prometheusMaxAttempts", o.getPrometheusMaxAttempts());
     add(pairs, "prometheusSetCap", o.getPrometheusSetCap());
+    add(pairs, "prometheusMinBackoffMillis", o.getPrometheusMinBackoffMillis());
+    add(pairs, "prometheusMaxBackoffMillis", o.getPrometheusMaxBackoffMillis());
+    add(pairs, "prometheusMaxSamplesPerRequest", o.getPrometheusMaxSamplesPerRequest());
     add(pairs, "prometheusStaleOnEnd", o.getPrometheusStaleOnEnd());
     add(pairs, "prometheusSelfMetrics", o.getPrometheusSelfMetrics());
+    add(pairs, "prometheusTlsCaFile", o.getPrometheusTlsCaFile());
+    add(pairs, "prometheusTlsCertFile", o.getPrometheusTlsCertFile());
+    add(pairs, "prometheusTlsKeyFile", o.getPrometheusTlsKeyFile());
+    add(pairs, "prometheusTlsServerName", o.getPrometheusTlsServerName());
+    add(pairs, "prometheusTlsInsecureSkipVerify", o.getPrometheusTlsInsecureSkipVerify());
+    add(pairs, "prometheusBasicAuthUser", o.getPrometheusBasicAuthUser());
+    add(pairs, "prometheusBasicAuthPasswordFile", o.getPrometheusBasicAuthPasswordFile());
+    add(pairs, "prometheusBasicAuthPasswordEnv", o.getPrometheusBasicAuthPasswordEnv());
+    add(pairs, "prometheusBearerTokenFile", o.getPrometheusBearerTokenFile());
+    add(pairs, "prometheusBearerTokenEnv", o.getPrometheusBearerTokenEnv());
+    addMap(pairs, "prometheusHeaders", o.getPrometheusHeaders());
+    add(pairs, "prometheusProxyUrl", o.getPrometheusProxyUrl());
     return ContractWriter.pairs(pairs);
   }
 

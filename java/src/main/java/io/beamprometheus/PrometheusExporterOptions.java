@@ -105,6 +105,24 @@ public interface PrometheusExporterOptions extends MetricsOptions {
 
   void setPrometheusMaxAttempts(Integer value);
 
+  @Description("First retry delay in milliseconds; doubles up to --prometheusMaxBackoffMillis, with jitter.")
+  @Default.Long(30)
+  Long getPrometheusMinBackoffMillis();
+
+  void setPrometheusMinBackoffMillis(Long value);
+
+  @Description("Longest retry delay in milliseconds.")
+  @Default.Long(5000)
+  Long getPrometheusMaxBackoffMillis();
+
+  void setPrometheusMaxBackoffMillis(Long value);
+
+  @Description("Most samples in one remote-write request.")
+  @Default.Integer(2000)
+  Integer getPrometheusMaxSamplesPerRequest();
+
+  void setPrometheusMaxSamplesPerRequest(Integer value);
+
   @Description("Most elements of one string set or paths of one bounded trie exported per push.")
   @Default.Integer(100)
   Integer getPrometheusSetCap();
@@ -124,6 +142,72 @@ public interface PrometheusExporterOptions extends MetricsOptions {
   Boolean getPrometheusSelfMetrics();
 
   void setPrometheusSelfMetrics(Boolean value);
+
+  // Security. Secrets are given as files or environment variables only, so that no secret value
+  // is ever part of the options that runners display, log and ship to workers.
+
+  @Description("PEM file of CA certificates trusted besides the system roots.")
+  String getPrometheusTlsCaFile();
+
+  void setPrometheusTlsCaFile(String value);
+
+  @Description("PEM client certificate for mutual TLS (with --prometheusTlsKeyFile).")
+  String getPrometheusTlsCertFile();
+
+  void setPrometheusTlsCertFile(String value);
+
+  @Description("PEM private key of the client certificate.")
+  String getPrometheusTlsKeyFile();
+
+  void setPrometheusTlsKeyFile(String value);
+
+  @Description("Name to verify the server certificate against instead of the URL's host.")
+  String getPrometheusTlsServerName();
+
+  void setPrometheusTlsServerName(String value);
+
+  @Description("DANGEROUS: do not verify server certificates (logged loudly at start).")
+  @Default.Boolean(false)
+  Boolean getPrometheusTlsInsecureSkipVerify();
+
+  void setPrometheusTlsInsecureSkipVerify(Boolean value);
+
+  @Description("Basic-auth user; the password comes from --prometheusBasicAuthPasswordFile or --prometheusBasicAuthPasswordEnv.")
+  String getPrometheusBasicAuthUser();
+
+  void setPrometheusBasicAuthUser(String value);
+
+  @Description("File holding the basic-auth password (read at each request: rotation applies at once).")
+  String getPrometheusBasicAuthPasswordFile();
+
+  void setPrometheusBasicAuthPasswordFile(String value);
+
+  @Description("Name of the environment variable holding the basic-auth password.")
+  String getPrometheusBasicAuthPasswordEnv();
+
+  void setPrometheusBasicAuthPasswordEnv(String value);
+
+  @Description("File holding a bearer token (read at each request: rotation applies at once).")
+  String getPrometheusBearerTokenFile();
+
+  void setPrometheusBearerTokenFile(String value);
+
+  @Description("Name of the environment variable holding a bearer token.")
+  String getPrometheusBearerTokenEnv();
+
+  void setPrometheusBearerTokenEnv(String value);
+
+  @Description(
+      "Extra HTTP headers, as JSON: {\"X-Scope-OrgID\":\"tenant-1\"}. The protocol's own headers"
+          + " and Authorization cannot be overridden.")
+  Map<String, String> getPrometheusHeaders();
+
+  void setPrometheusHeaders(Map<String, String> value);
+
+  @Description("HTTP(S) proxy for every request, e.g. http://proxy:3128 (default: none; HTTPS_PROXY is honoured).")
+  String getPrometheusProxyUrl();
+
+  void setPrometheusProxyUrl(String value);
 
   @Description(
       "Path of the native library to load instead of the one inside the jar (also: system"

@@ -39,6 +39,11 @@ public class PrometheusMetricsSink implements MetricsSink, AutoCloseable {
     return out;
   }
 
+  /** The newest delivery error (status and server message, or network/TLS reason), or null. */
+  public String lastError() {
+    return NativeExporter.lastError(handle);
+  }
+
   /**
    * Final delivery (staleness markers and the group deletion, when configured) waiting at most
    * {@link NativeExporter#SHUTDOWN_FLUSH_MILLIS}. Closes the exporter shared by sinks with the

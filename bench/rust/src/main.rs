@@ -1,0 +1,344 @@
+//! Native side of the benchmarks (BENCHMARKS.md). Modes:
+//!
+//! - `encode OUT N...`  times the Rust core on OUT/snapshot-N.bin (written by the Java harness from
+//!   its synthetic `MetricQueryResults`) and writes the remote-write bodies to OUT/enc/rust-N-I.bin;
+//! - `check OUT N...`   decodes the Rust, Java and Go bodies and checks they carry the same series;
+//! - `rss OUT N PUSHES RW_URL PG_URL` pushes OUT/snapshot-N.bin PUSHES times to real servers
+//!   through `delivery::Exporter` and prints VmRSS after each push (native memory, no JVM);
+//! - `profile OUT N ITERS WHAT` loops one stage for perf/callgrind.
+//!
+//! Results are printed as tab-separated `result` lines that bench/report.py turns into the table.
+
+mod direct;
+
+use beam_prometheus::config::Config;
+use beam_prometheus::contract;
+use beam_prometheus::delivery::Exporter;
+use beam_prometheus::model::Snapshot;
+use beam_prometheus::naming::{self, Mapped, NamingConfig, Selection};
+use beam_prometheus::remote_write::{self, TimeSeries, WriteRequest};
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Samples per request, as the exporter's default (--prometheusMaxSamplesPerRequest) and Prometheus' own sender.
+const CHUNK: usize = 2000;
+
+fn naming_cfg() -> NamingConfig {
+    NamingConfig { prefix: "beam".into(), job: "bench".into(), const_labels: vec![], selection: Selection::Attempted, set_cap: 100 }
+}
+
+fn read_snapshot(out: &Path, n: usize) -> (Vec<u8>, Snapshot) {
+    let path = out.join(format!("snapshot-{}.bin", n));
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {} (run the Java harness's gen first)", path.display(), e));
+    let snap = contract::decode(&bytes).expect("snapshot decodes");
+    (bytes, snap)
+}
+
+/// Builds the requests exactly as the exporter does (series, metadata on the first, 2000 a
+/// request), moving the series into the requests rather than cloning them.
+fn requests(mapped: &Mapped, time_ms: i64) -> Vec<WriteRequest> {
+    let series = remote_write::series(mapped, time_ms);
+    let mut metadata = Some(remote_write::metadata(mapped));
+    let mut it = series.into_iter();
+    let mut reqs = Vec::new();
+    loop {
+        let chunk: Vec<TimeSeries> = it.by_ref().take(CHUNK).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        reqs.push(WriteRequest { timeseries: chunk, metadata: metadata.take().unwrap_or_default() });
+    }
+    reqs
+}
+
+/// series + metadata + protobuf + snappy: the bodies of one snapshot.
+fn encode_mapped(mapped: &Mapped, time_ms: i64) -> Vec<Vec<u8>> {
+    requests(mapped, time_ms).iter().map(remote_write::encode).collect()
+}
+
+struct Timing {
+    median_ns: f64,
+    p25_ns: f64,
+    p75_ns: f64,
+    samples: usize,
+}
+
+/// Runs `f` in samples of `per_sample` calls after `warmup` samples; per-call times.
+fn measure(samples: usize, warmup: usize, per_sample: usize, mut f: impl FnMut()) -> Timing {
+    let mut times = Vec::with_capacity(samples);
+    for i in 0..warmup + samples {
+        let t = Instant::now();
+        for _ in 0..per_sample {
+            f();
+        }
+        let ns = t.elapsed().as_nanos() as f64 / per_sample as f64;
+        if i >= warmup {
+            times.push(ns);
+        }
+    }
+    times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let q = |p: f64| times[((times.len() - 1) as f64 * p).round() as usize];
+    Timing { median_ns: q(0.5), p25_ns: q(0.25), p75_ns: q(0.75), samples }
+}
+
+fn report(impl_: &str, op: &str, n: usize, t: &Timing, extra: &str) {
+    println!("result\t{}\t{}\t{}\t{:.0}\t{:.0}\t{:.0}\t{}\t{}", impl_, op, n, t.median_ns, t.p25_ns, t.p75_ns, t.samples, extra);
+}
+
+fn per_sample(n: usize) -> usize {
+    (100_000 / n).max(1)
+}
+
+fn encode_mode(out: &Path, sizes: &[usize], samples: usize) {
+    let enc = out.join("enc");
+    std::fs::create_dir_all(&enc).unwrap();
+    let cfg = naming_cfg();
+    for &n in sizes {
+        let (bytes, snap) = read_snapshot(out, n);
+        let k = per_sample(n);
+        let t = snap.time_ms;
+        let mapped = naming::map(&snap, &cfg);
+        let series = mapped.sample_count();
+        let bodies = encode_mapped(&mapped, t);
+        for (i, b) in bodies.iter().enumerate() {
+            std::fs::write(enc.join(format!("rust-{}-{}.bin", n, i)), b).unwrap();
+        }
+        let body_bytes: usize = bodies.iter().map(Vec::len).sum();
+        let info = format!("series={};requests={};bytes={};snapshot_bytes={}", series, bodies.len(), body_bytes, bytes.len());
+        eprintln!("rust n={}: {}", n, info);
+
+        let m = measure(samples, 2, k, || {
+            black_box(encode_mapped(black_box(&mapped), t));
+        });
+        report("rust", "encode_from_mapped", n, &m, &info);
+        let m = measure(samples, 2, k, || {
+            let mapped = naming::map(black_box(&snap), &cfg);
+            black_box(encode_mapped(&mapped, t));
+        });
+        report("rust", "map_encode", n, &m, &info);
+        let m = measure(samples, 2, k, || {
+            black_box(naming::map(black_box(&snap), &cfg));
+        });
+        report("rust", "map", n, &m, &info);
+        let m = measure(samples, 2, k, || {
+            black_box(contract::decode(black_box(&bytes)).unwrap());
+        });
+        report("rust", "decode", n, &m, &info);
+        let reqs = requests(&mapped, t);
+        let m = measure(samples, 2, k, || {
+            for r in &reqs {
+                black_box(remote_write::encode(black_box(r)));
+            }
+        });
+        report("rust", "encode_prebuilt", n, &m, &info);
+        // The prototype of a src change: protobuf written straight from the mapping (direct.rs).
+        let m = measure(samples, 2, k, || {
+            black_box(direct::encode(black_box(&mapped), t, CHUNK));
+        });
+        report("rust", "proto_direct_encode_from_mapped", n, &m, &info);
+        let m = measure(samples, 2, k, || {
+            let mapped = naming::map(black_box(&snap), &cfg);
+            black_box(direct::encode(&mapped, t, CHUNK));
+        });
+        report("rust", "proto_direct_map_encode", n, &m, &info);
+        assert_eq!(direct::encode(&mapped, t, CHUNK), bodies, "the prototype writes the same bytes");
+
+        // All the native work of one JNI export call (decode, map, encode, queue) through the
+        // real Exporter; its URL is a closed loopback port, so the queue only backs off.
+        let closed = closed_port();
+        let exporter = Exporter::new(
+            Config::from_pairs(&[
+                ("prometheusRemoteWriteUrl".into(), format!("http://127.0.0.1:{}/api/v1/write", closed)),
+                ("prometheusJobName".into(), "bench".into()),
+                ("prometheusSelfMetrics".into(), "false".into()),
+                ("prometheusMaxBufferedSamples".into(), "300000".into()),
+            ])
+            .unwrap(),
+        )
+        .unwrap();
+        let m = measure(samples, 2, k, || {
+            exporter.export_bytes(black_box(&bytes)).unwrap();
+        });
+        report("rust", "exporter_export_bytes", n, &m, &info);
+        exporter.close(Duration::from_millis(0));
+    }
+}
+
+fn closed_port() -> u16 {
+    // Bound then released: nothing listens there for the few seconds this runs.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+fn bodies_of(dir: &Path, who: &str, n: usize) -> Vec<Vec<u8>> {
+    let mut v = Vec::new();
+    loop {
+        let p = dir.join(format!("{}-{}-{}.bin", who, n, v.len()));
+        match std::fs::read(&p) {
+            Ok(b) => v.push(b),
+            Err(_) => break,
+        }
+    }
+    v
+}
+
+fn check_mode(out: &Path, sizes: &[usize]) -> bool {
+    let enc = out.join("enc");
+    let mut ok = true;
+    for &n in sizes {
+        let rust = bodies_of(&enc, "rust", n);
+        let decode_all = |bodies: &[Vec<u8>]| -> Result<Vec<WriteRequest>, String> {
+            bodies.iter().map(|b| remote_write::decode(b)).collect()
+        };
+        let reference = decode_all(&rust).expect("rust bodies decode");
+        let nseries: usize = reference.iter().map(|r| r.timeseries.len()).sum();
+        let nmeta: usize = reference.iter().map(|r| r.metadata.len()).sum();
+        for who in ["java", "go"] {
+            let bodies = bodies_of(&enc, who, n);
+            let verdict = match decode_all(&bodies) {
+                Err(e) => Err(format!("does not decode: {}", e)),
+                Ok(reqs) => compare(&reference, &reqs),
+            };
+            let identical = bodies == rust;
+            match verdict {
+                Ok(()) => println!(
+                    "check\t{}\t{}\tequivalent\tseries={};metadata={};requests={};bytes_identical={}",
+                    who, n, nseries, nmeta, reqs_len(&bodies), identical
+                ),
+                Err(e) => {
+                    ok = false;
+                    println!("check\t{}\t{}\tDIFFERENT\t{}", who, n, e);
+                }
+            }
+        }
+    }
+    ok
+}
+
+fn reqs_len(b: &[Vec<u8>]) -> usize {
+    b.len()
+}
+
+/// Same series (label sets, values bit for bit, timestamps) and the same metadata; the
+/// split into requests may differ.
+fn compare(a: &[WriteRequest], b: &[WriteRequest]) -> Result<(), String> {
+    type Key = Vec<(String, String)>;
+    let flat = |reqs: &[WriteRequest]| {
+        let mut s: Vec<(Key, Vec<(u64, i64)>)> = reqs
+            .iter()
+            .flat_map(|r| r.timeseries.iter())
+            .map(|t| {
+                (
+                    t.labels.iter().map(|l| (l.name.clone(), l.value.clone())).collect(),
+                    t.samples.iter().map(|s| (s.value.to_bits(), s.timestamp)).collect(),
+                )
+            })
+            .collect();
+        s.sort();
+        let mut m: Vec<(i32, String, String, String)> = reqs
+            .iter()
+            .flat_map(|r| r.metadata.iter())
+            .map(|m| (m.r#type, m.metric_family_name.clone(), m.help.clone(), m.unit.clone()))
+            .collect();
+        m.sort();
+        (s, m)
+    };
+    let (sa, ma) = flat(a);
+    let (sb, mb) = flat(b);
+    if sa.len() != sb.len() {
+        return Err(format!("{} series vs {}", sb.len(), sa.len()));
+    }
+    if let Some((x, y)) = sa.iter().zip(&sb).find(|(x, y)| x != y) {
+        return Err(format!("first difference: {:?} vs {:?}", y, x));
+    }
+    if ma != mb {
+        return Err(format!("metadata differ ({} vs {} entries)", mb.len(), ma.len()));
+    }
+    Ok(())
+}
+
+fn vm_rss_kib() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn rss_mode(out: &Path, n: usize, pushes: usize, rw: &str, pg: &str) {
+    let (bytes, _) = read_snapshot(out, n);
+    let exporter = Exporter::new(
+        Config::from_pairs(&[
+            ("prometheusRemoteWriteUrl".into(), rw.into()),
+            ("prometheusPushgatewayUrl".into(), pg.into()),
+            ("prometheusJobName".into(), "bench_rss_native".into()),
+            ("prometheusSelfMetrics".into(), "false".into()),
+        ])
+        .unwrap(),
+    )
+    .unwrap();
+    let mut first = 0;
+    for i in 1..=pushes {
+        exporter.export_bytes(&bytes).unwrap();
+        exporter.flush(Duration::from_secs(60));
+        let rss = vm_rss_kib();
+        if i == 1 {
+            first = rss;
+        }
+        println!("rss\trust\t{}\t{}\t{}", n, i, rss);
+    }
+    let s = exporter.stats();
+    let failed = s.requests_failed.load(std::sync::atomic::Ordering::Relaxed)
+        + s.pushes_failed.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!("rust rss: first {} KiB, last {} KiB, failed requests {}", first, vm_rss_kib(), failed);
+    exporter.close(Duration::from_secs(10));
+}
+
+fn profile_mode(out: &Path, n: usize, iters: usize, what: &str) {
+    let (bytes, snap) = read_snapshot(out, n);
+    let cfg = naming_cfg();
+    let mapped = naming::map(&snap, &cfg);
+    for _ in 0..iters {
+        match what {
+            "decode" => drop(black_box(contract::decode(&bytes).unwrap())),
+            "map" => drop(black_box(naming::map(&snap, &cfg))),
+            "encode" => drop(black_box(encode_mapped(&mapped, snap.time_ms))),
+            "direct" => drop(black_box(direct::encode(&mapped, snap.time_ms, CHUNK))),
+            _ => {
+                let s = contract::decode(&bytes).unwrap();
+                let m = naming::map(&s, &cfg);
+                drop(black_box(encode_mapped(&m, s.time_ms)));
+            }
+        }
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let usage = "usage: beam-prometheus-bench encode|check OUT N... | rss OUT N PUSHES RW_URL PG_URL | profile OUT N ITERS decode|map|encode|direct|all";
+    if args.len() < 3 {
+        eprintln!("{}", usage);
+        std::process::exit(2);
+    }
+    let out = PathBuf::from(&args[2]);
+    let nums = |from: usize| -> Vec<usize> { args[from..].iter().map(|a| a.parse().expect(usage)).collect() };
+    match args[1].as_str() {
+        "encode" => {
+            let samples = std::env::var("BENCH_SAMPLES").ok().and_then(|v| v.parse().ok()).unwrap_or(11);
+            encode_mode(&out, &nums(3), samples)
+        }
+        "check" => {
+            if !check_mode(&out, &nums(3)) {
+                std::process::exit(1);
+            }
+        }
+        "rss" => rss_mode(&out, args[3].parse().expect(usage), args[4].parse().expect(usage), &args[5], &args[6]),
+        "profile" => profile_mode(&out, args[3].parse().expect(usage), args[4].parse().expect(usage), &args[5]),
+        _ => {
+            eprintln!("{}", usage);
+            std::process::exit(2);
+        }
+    }
+}
