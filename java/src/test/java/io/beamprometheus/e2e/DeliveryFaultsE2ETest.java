@@ -96,4 +96,58 @@ public class DeliveryFaultsE2ETest {
       assertEquals(List.of(1.0, 2.0), rawSamples("beam_hang_total{job=\"" + job + "\"}"));
     }
   }
+
+  @Test
+  public void aBurstOf503sIsRetriedAndDelivered() throws Exception {
+    URI prom = URI.create(Servers.prometheus());
+    String job = "fault_503_" + System.nanoTime();
+    try (FaultProxy proxy = new FaultProxy(prom.getHost(), prom.getPort());
+        PrometheusMetricsSink sink = sink(proxy.url(), job)) {
+      proxy.respond(503, "", "overloaded", 4);
+      sink.writeMetrics(PushgatewayLifecycleE2ETest.counters("burst", "3"));
+      assertTrue(sink.stats().toString(), sink.flush(30_000));
+      assertEquals(4, proxy.responded());
+      awaitValue(Servers.prometheus(), "beam_burst_total{job=\"" + job + "\"}", 3, 30);
+      Map<String, Long> s = sink.stats();
+      assertTrue(s.toString(), s.get("samples_retried") >= 4 && s.get("samples_rejected") == 0);
+    }
+  }
+
+  @Test
+  public void retryAfterOn429IsHonoured() throws Exception {
+    URI prom = URI.create(Servers.prometheus());
+    String job = "fault_429_" + System.nanoTime();
+    try (FaultProxy proxy = new FaultProxy(prom.getHost(), prom.getPort());
+        PrometheusMetricsSink sink = sink(proxy.url(), job)) {
+      proxy.respond(429, "Retry-After: 2\r\n", "slow down", 1);
+      sink.writeMetrics(PushgatewayLifecycleE2ETest.counters("limited", "4"));
+      assertTrue(sink.stats().toString(), sink.flush(30_000));
+      List<Long> t = proxy.requestTimes();
+      assertTrue("requests: " + t.size(), t.size() >= 2);
+      double waited = (t.get(1) - t.get(0)) / 1e9;
+      System.out.println("Retry-After: 2 -> the retry came after " + waited + " s");
+      assertTrue("retried after " + waited + " s", waited >= 1.9 && waited < 6);
+      awaitValue(Servers.prometheus(), "beam_limited_total{job=\"" + job + "\"}", 4, 30);
+    }
+  }
+
+  @Test
+  public void a400IsReportedAndNotRetried() throws Exception {
+    URI prom = URI.create(Servers.prometheus());
+    String job = "fault_400_" + System.nanoTime();
+    try (FaultProxy proxy = new FaultProxy(prom.getHost(), prom.getPort());
+        PrometheusMetricsSink sink = sink(proxy.url(), job)) {
+      proxy.respond(400, "", "invalid sample: something specific", 1);
+      sink.writeMetrics(PushgatewayLifecycleE2ETest.counters("bad", "1"));
+      assertTrue(sink.flush(10_000));
+      Thread.sleep(500);
+      assertEquals("requests after a 400", 1, proxy.requestTimes().size());
+      assertEquals(1L, (long) sink.stats().get("samples_rejected"));
+      assertTrue(sink.lastError(), sink.lastError().contains("HTTP 400: invalid sample: something specific"));
+      // The next snapshot goes through: one rejection stops nothing else.
+      sink.writeMetrics(PushgatewayLifecycleE2ETest.counters("bad", "2"));
+      assertTrue(sink.flush(10_000));
+      awaitValue(Servers.prometheus(), "beam_bad_total{job=\"" + job + "\"}", 2, 30);
+    }
+  }
 }

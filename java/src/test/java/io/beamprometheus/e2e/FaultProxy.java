@@ -16,13 +16,40 @@ import java.util.concurrent.CopyOnWriteArrayList;
  * answers. Connections are bounded by the test's lifetime: close() ends them all.
  */
 public final class FaultProxy implements AutoCloseable {
-  public enum Mode { FORWARD, RESET, HANG }
+  public enum Mode { FORWARD, RESET, HANG, RESPOND }
 
   private final ServerSocket server;
   private final InetSocketAddress target;
   private final List<Socket> open = new CopyOnWriteArrayList<>();
   private volatile Mode mode = Mode.FORWARD;
   private volatile boolean closed;
+  private volatile String response = "";
+  private volatile int respondTimes;
+  private final java.util.concurrent.atomic.AtomicInteger responded = new java.util.concurrent.atomic.AtomicInteger();
+  private final List<Long> requestTimes = new CopyOnWriteArrayList<>();
+
+  /**
+   * Answers the next {@code times} requests itself with this status, extra header lines and body,
+   * then forwards again.
+   */
+  public void respond(int status, String headerLines, String body, int times) {
+    byte[] b = body.getBytes(java.nio.charset.StandardCharsets.UTF_8);
+    this.response = "HTTP/1.1 " + status + " Injected\r\n" + headerLines + "Content-Length: " + b.length
+        + "\r\nConnection: close\r\n\r\n" + body;
+    this.respondTimes = times;
+    responded.set(0);
+    mode(Mode.RESPOND);
+  }
+
+  /** Requests answered by {@link #respond} so far. */
+  public int responded() {
+    return responded.get();
+  }
+
+  /** Arrival times (System.nanoTime) of every request seen in any mode. */
+  public List<Long> requestTimes() {
+    return requestTimes;
+  }
 
   public FaultProxy(String targetHost, int targetPort) throws IOException {
     this.target = new InetSocketAddress(targetHost, targetPort);
@@ -55,7 +82,14 @@ public final class FaultProxy implements AutoCloseable {
     while (!closed) {
       try {
         Socket client = server.accept();
+        requestTimes.add(System.nanoTime());
+        if (mode == Mode.RESPOND && responded.get() >= respondTimes) {
+          mode = Mode.FORWARD;
+        }
         switch (mode) {
+          case RESPOND:
+            answer(client);
+            break;
           case RESET:
             client.setSoLinger(true, 0);
             client.close();
@@ -76,6 +110,37 @@ public final class FaultProxy implements AutoCloseable {
           return;
         }
       }
+    }
+  }
+
+  /** Reads one request (headers and Content-Length body) and writes the injected response. */
+  private void answer(Socket client) {
+    try (Socket c = client) {
+      c.setSoTimeout(5000);
+      InputStream in = c.getInputStream();
+      StringBuilder head = new StringBuilder();
+      while (!head.toString().endsWith("\r\n\r\n")) {
+        int b = in.read();
+        if (b < 0) {
+          return;
+        }
+        head.append((char) b);
+      }
+      java.util.regex.Matcher m =
+          java.util.regex.Pattern.compile("(?i)content-length:\\s*(\\d+)").matcher(head);
+      long left = m.find() ? Long.parseLong(m.group(1)) : 0;
+      while (left > 0) {
+        long n = in.skip(left);
+        if (n <= 0 && in.read() < 0) {
+          break;
+        }
+        left -= Math.max(n, 1);
+      }
+      c.getOutputStream().write(response.getBytes(java.nio.charset.StandardCharsets.UTF_8));
+      c.getOutputStream().flush();
+      responded.incrementAndGet();
+    } catch (IOException ignored) {
+      // the client gave up
     }
   }
 
