@@ -184,7 +184,7 @@ fn retry_after_on_503_is_taken_as_a_hint() {
 
 #[test]
 fn client_errors_are_not_retried() {
-    for code in [400u16, 401, 404, 413] {
+    for code in [400u16, 404, 413, 422] {
         let server = Server::start(move |_, _| status(code));
         let ex = exporter(&[("prometheusRemoteWriteUrl", &server.url("/w"))]);
         ex.export(&counters(1000, &[("a", 1), ("b", 2), ("c", 3)]));
@@ -200,6 +200,28 @@ fn client_errors_are_not_retried() {
             st
         );
     }
+}
+
+#[test]
+fn auth_failures_are_retried_within_max_attempts() {
+    // 401/403 may be fixed by a rotated credential file: retried, then given up and counted.
+    for code in [401u16, 403] {
+        let server = Server::start(move |_, _| status(code));
+        let ex = exporter(&[("prometheusRemoteWriteUrl", &server.url("/w")), ("prometheusMaxAttempts", "3")]);
+        ex.export(&counters(1000, &[("a", 1), ("b", 2)]));
+        assert!(ex.flush(5 * SECOND));
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(server.count(), 3, "HTTP {}", code);
+        let st = stats(&ex);
+        assert_eq!((st["samples_rejected"], st["samples_retried"], st["samples_sent"]), (2, 4, 0), "HTTP {}: {:?}", code, st);
+    }
+    // A credential fixed between attempts delivers the waiting batch.
+    let server = Server::start(|_, i| if i < 2 { status(401) } else { ok() });
+    let ex = exporter(&[("prometheusRemoteWriteUrl", &server.url("/w"))]);
+    ex.export(&counters(1000, &[("a", 1)]));
+    assert!(ex.flush(5 * SECOND));
+    assert_eq!(server.count(), 3);
+    assert_eq!((stat(&ex, "samples_sent"), stat(&ex, "samples_rejected")), (1, 0));
 }
 
 #[test]

@@ -116,10 +116,11 @@ YML
     --web.listen-address="127.0.0.1:$sp" --web.enable-remote-write-receiver \
     --web.config.file="$SERVER_DIR/secure-prometheus-web.yml" >"$SERVER_DIR/secure-prometheus.log" 2>&1 &
   SERVER_PIDS+=($!)
-  prometheus-pushgateway --web.listen-address="127.0.0.1:$sgp" \
+  # Debian's gateway persists to one shared file by default: every instance gets its own.
+  prometheus-pushgateway --web.listen-address="127.0.0.1:$sgp" --persistence.file="$SERVER_DIR/secure-pushgateway.data" \
     --web.config.file="$SERVER_DIR/secure-pushgateway-web.yml" >"$SERVER_DIR/secure-pushgateway.log" 2>&1 &
   SERVER_PIDS+=($!)
-  prometheus-pushgateway --web.listen-address="127.0.0.1:$gp" >"$SERVER_DIR/pushgateway.log" 2>&1 &
+  prometheus-pushgateway --web.listen-address="127.0.0.1:$gp" --persistence.file="$SERVER_DIR/pushgateway.data" >"$SERVER_DIR/pushgateway.log" 2>&1 &
   SERVER_PIDS+=($!)
   prometheus --config.file="$SERVER_DIR/prometheus.yml" --storage.tsdb.path="$SERVER_DIR/prom-data" \
     --web.listen-address="127.0.0.1:$pp" --web.enable-remote-write-receiver --web.enable-admin-api \

@@ -49,7 +49,7 @@ public class DirectRunnerPollerE2ETest {
   }
 
   /** Slow work: each element takes 800 ms, so the count rises across push periods. */
-  static class SlowCountFn extends DoFn<Integer, Integer> {
+  public static class SlowCountFn extends DoFn<Integer, Integer> {
     private final Counter ticks = Metrics.counter(MetricsPipelines.NS, "ticks");
 
     @ProcessElement
