@@ -7,12 +7,16 @@ cd "$(dirname "$0")/.."
 ensure_packages
 python3 -c 'import prometheus_client' 2>/dev/null || pip install -q prometheus_client
 
+start_servers
+
+# --include-ignored: the tests that need the real servers started above run too.
 echo "== cargo test"
-cargo test 2>&1 | tee /tmp/beamprom-cargo.log
+set +e
+cargo test -- --include-ignored 2>&1 | tee /tmp/beamprom-cargo.log
+cargo_rc=${PIPESTATUS[0]}
+set -e
 rust_passed=$(grep -Eo '[0-9]+ passed' /tmp/beamprom-cargo.log | awk '{s+=$1} END {print s+0}')
 rust_failed=$(grep -Eo '[0-9]+ failed' /tmp/beamprom-cargo.log | awk '{s+=$1} END {print s+0}')
-
-start_servers
 echo "== gradle test e2eTest"
 set +e
 (cd java && gradle --no-daemon -q test e2eTest --continue)
@@ -32,4 +36,4 @@ done
 passed=$((rust_passed + java_passed)); failed=$((rust_failed + java_failed))
 echo "rust: $rust_passed passed, $rust_failed failed; java: $java_passed passed, $java_failed failed, $java_skipped skipped"
 echo "$passed passed, $failed failed, $java_skipped skipped"
-[ "$gradle_rc" -eq 0 ] && [ "$failed" -eq 0 ]
+[ "$cargo_rc" -eq 0 ] && [ "$gradle_rc" -eq 0 ] && [ "$failed" -eq 0 ]

@@ -1,0 +1,68 @@
+//! Against the real Prometheus that tests/run_all.sh starts (BEAMPROM_PROMETHEUS_URL). Ignored by
+//! a plain `cargo test`; run_all.sh runs them with `--include-ignored`, where a missing server fails.
+
+mod common;
+
+use beam_prometheus::config::Config;
+use beam_prometheus::delivery::{stats_names, Exporter};
+use beam_prometheus::model::Value;
+use common::*;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+fn prometheus() -> String {
+    std::env::var("BEAMPROM_PROMETHEUS_URL").expect("BEAMPROM_PROMETHEUS_URL: run through tests/run_all.sh")
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+fn query(expr: &str) -> serde_json::Value {
+    let url = format!("{}/api/v1/query", prometheus());
+    let body = reqwest::blocking::Client::new().get(url).query(&[("query", expr)]).send().unwrap().text().unwrap();
+    serde_json::from_str(&body).unwrap()
+}
+
+fn stat(ex: &Exporter, name: &str) -> i64 {
+    ex.stats().values()[stats_names().iter().position(|n| *n == name).unwrap()]
+}
+
+#[test]
+#[ignore = "needs the real Prometheus of tests/run_all.sh"]
+fn samples_older_than_the_receivers_window_do_not_take_the_newest_down() {
+    let job = format!("old_samples_{}", now_ms());
+    let cfg = Config::from_pairs(&pairs(&[
+        ("prometheusRemoteWriteUrl", &format!("{}/api/v1/write", prometheus())),
+        ("prometheusJobName", &job),
+        ("prometheusSelfMetrics", "false"),
+    ]))
+    .unwrap();
+    let ex = Exporter::new(cfg).unwrap();
+    // As if an outage had held these back for two hours.
+    ex.export(&snapshot(now_ms() - 2 * 3600 * 1000, vec![attempted("ns", "late", "s", Value::Counter(1))]));
+    ex.export(&snapshot(now_ms(), vec![attempted("ns", "late", "s", Value::Counter(2))]));
+    assert!(ex.flush(Duration::from_secs(20)));
+    let err = ex.last_error().unwrap_or_default();
+    assert!(err.contains("HTTP 400") && err.contains("out of bounds"), "{}", err);
+    assert_eq!(stat(&ex, "samples_rejected"), 1);
+    assert_eq!(stat(&ex, "samples_sent"), 1);
+    let r = query(&format!("beam_late_total{{job=\"{}\"}}", job));
+    assert_eq!(r["data"]["result"][0]["value"][1], "2", "{}", r);
+}
+
+#[test]
+#[ignore = "needs the real Prometheus of tests/run_all.sh"]
+fn remote_write_metadata_reaches_prometheus() {
+    let job = format!("metadata_{}", now_ms());
+    let cfg = Config::from_pairs(&pairs(&[
+        ("prometheusRemoteWriteUrl", &format!("{}/api/v1/write", prometheus())),
+        ("prometheusJobName", &job),
+    ]))
+    .unwrap();
+    let ex = Exporter::new(cfg).unwrap();
+    ex.export(&snapshot(now_ms(), vec![attempted("ns", "with_meta", "s", Value::Counter(5))]));
+    assert!(ex.flush(Duration::from_secs(20)));
+    assert_eq!(stat(&ex, "samples_rejected"), 0);
+    let r = query(&format!("beam_with_meta_total{{job=\"{}\"}}", job));
+    assert_eq!(r["data"]["result"][0]["value"][1], "5", "{}", r);
+}
