@@ -73,6 +73,11 @@ public final class PrometheusMetricsPoller implements AutoCloseable {
     return new PrometheusMetricsPoller(result, o, !sinkExports);
   }
 
+  /** False when the poller stays idle because --metricsSink already exports on this runner. */
+  public boolean isActive() {
+    return handle != 0;
+  }
+
   /** Exports until the pipeline ends, then once more; returns its final state. */
   public static PipelineResult.State exportUntilFinish(PipelineResult result, PipelineOptions options) {
     try (PrometheusMetricsPoller poller = start(result, options)) {

@@ -157,6 +157,13 @@ public class SecurityE2ETest {
       }
       assertNotNull(s.lastError());
       assertTrue(s.lastError(), s.lastError().contains("HTTP 401") && s.lastError().contains("--prometheusBasicAuth"));
+      // The native warning reached SLF4J (slf4j-simple writes to the captured stderr).
+      long logDeadline = System.currentTimeMillis() + 5_000;
+      while (!captured.toString(StandardCharsets.UTF_8).contains("io.beamprometheus.native") && System.currentTimeMillis() < logDeadline) {
+        Thread.sleep(50);
+      }
+      String logs = captured.toString(StandardCharsets.UTF_8);
+      assertTrue(logs, logs.contains("io.beamprometheus.native") && logs.contains("delivery failing") && logs.contains("HTTP 401"));
       Files.writeString(pw, password() + "\n");
       assertTrue(s.lastError(), s.flush(20_000));
       awaitSecure("beam_rotated_total{job=\"" + job + "\"}", 21);
