@@ -304,6 +304,30 @@ pub fn format_float(v: f64) -> String {
     }
 }
 
+/// By name, then labels, with histogram buckets in numeric `le` order (as exposition expects)
+/// rather than as strings ("+Inf" < "1" < "10" < "5").
+fn sample_order(a: &Sample, b: &Sample) -> std::cmp::Ordering {
+    let le = |s: &Sample| s.labels.iter().find(|(k, _)| k == "le").map(|(_, v)| parse_le(v));
+    let rest = |s: &Sample| s.labels.iter().filter(|(k, _)| k != "le").cloned().collect::<Vec<_>>();
+    a.name
+        .cmp(&b.name)
+        .then_with(|| rest(a).cmp(&rest(b)))
+        .then_with(|| match (le(a), le(b)) {
+            (Some(x), Some(y)) => x.total_cmp(&y),
+            (x, y) => x.is_some().cmp(&y.is_some()),
+        })
+        // A total order even for odd bounds (NaN), so equal series end up adjacent for dedup.
+        .then_with(|| a.labels.cmp(&b.labels))
+}
+
+fn parse_le(v: &str) -> f64 {
+    match v {
+        "+Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        v => v.parse().unwrap_or(f64::NAN),
+    }
+}
+
 /// Maps one snapshot to Prometheus families.
 pub fn map(snapshot: &Snapshot, cfg: &NamingConfig) -> Mapped {
     // Two Beam names that sanitize alike (e.g. "a.b" and "a_b") in the same namespace and step
@@ -336,7 +360,7 @@ pub fn map(snapshot: &Snapshot, cfg: &NamingConfig) -> Mapped {
     let mut families: Vec<Family> = b.families.into_values().collect();
     for f in &mut families {
         // Stable order; an exact duplicate series would make a receiver reject the whole batch.
-        f.samples.sort_by(|a, b| (&a.name, &a.labels).cmp(&(&b.name, &b.labels)));
+        f.samples.sort_by(sample_order);
         let before = f.samples.len();
         f.samples.dedup_by(|a, b| a.name == b.name && a.labels == b.labels);
         duplicates += (before - f.samples.len()) as u64;

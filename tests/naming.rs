@@ -823,3 +823,18 @@ fn metrics_that_differ_only_in_labels_are_distinct_series() {
     assert_eq!(values, vec![("p1".to_string(), 1.0), ("p2".to_string(), 2.0)]);
     assert!(got.families[0].samples.iter().all(|s| !s.labels.iter().any(|(k, _)| k == "beam_metric")));
 }
+
+#[test]
+fn histogram_buckets_are_in_numeric_le_order() {
+    let h = Value::Histogram(beam_prometheus::model::Histogram {
+        sum: 3.0,
+        buckets: vec![(1.0, 1), (5.0, 1), (10.0, 1), (f64::INFINITY, 0)],
+    });
+    let m = beam_prometheus::naming::map(&snapshot(0, vec![attempted("ns", "h", "s", h)]), &naming_cfg(Selection::Attempted));
+    let les: Vec<String> = m.families[0]
+        .samples
+        .iter()
+        .filter_map(|s| s.labels.iter().find(|(k, _)| k == "le").map(|(_, v)| v.clone()))
+        .collect();
+    assert_eq!(les, vec!["1", "5", "10", "+Inf"]);
+}

@@ -325,9 +325,9 @@ public final class Bench {
   }
 
   /** Prometheus received as many series from ours as from the pure-Java path (and no fewer than mapped). */
-  static void checkPrometheus(String prom, int series, String ours, String java, int n) throws Exception {
+  static void checkPrometheus(String prom, int series, String ours, String javaJob, int n) throws Exception {
     long[] counts = new long[2];
-    String[] jobs = {ours, java};
+    String[] jobs = {ours, javaJob};
     for (int i = 0; i < 2; i++) {
       String q = URLEncoder.encode("count({job=\"" + jobs[i] + "\"})", StandardCharsets.UTF_8);
       String body = get(prom + "/api/v1/query?query=" + q);
@@ -335,8 +335,8 @@ public final class Bench {
       counts[i] = m.find() ? Long.parseLong(m.group(1)) : -1;
     }
     boolean same = counts[0] == series && counts[1] == series;
-    System.out.printf("check\tprometheus %s vs %s\t%d\t%s\tseries=%d;%s=%d;%s=%d%n", ours, java, n, same ? "equivalent" : "DIFFERENT", series, ours, counts[0], java, counts[1]);
-    if (!same) throw new IllegalStateException("Prometheus holds different series counts for " + ours + " and " + java);
+    System.out.printf("check\tprometheus %s vs %s\t%d\t%s\tseries=%d;%s=%d;%s=%d%n", ours, javaJob, n, same ? "equivalent" : "DIFFERENT", series, ours, counts[0], javaJob, counts[1]);
+    if (!same) throw new IllegalStateException("Prometheus holds different series counts for " + ours + " and " + javaJob);
   }
 
   // ---------------------------------------------------------------- JNI crossing
@@ -351,7 +351,7 @@ public final class Bench {
     // An exporter whose receiver is a closed loopback port: export does all its native work
     // (decode, map, encode, queue) and the worker only backs off, dropping beyond the buffer.
     PrometheusExporterOptions o = options("bench_jni_" + n, "http://127.0.0.1:" + closedPort() + "/api/v1/write", null);
-    o.setPrometheusMaxBufferedSamples(300_000);
+    o.setPrometheusMaxBufferedSamples(300_000L);
     long handle = JniProbe.handle(o);
     byte[] bytes = JniProbe.encode(r, System.currentTimeMillis());
     byte[] badSame = bytes.clone();
