@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+"""Turns the tab-separated lines of bench/run.sh's phases (bench/out/results.tsv) into the table
+of BENCHMARKS.md. Ratios are "theirs / ours" for times and bytes: above 1 means ours is faster
+(or allocates less)."""
+import sys
+from collections import defaultdict
+
+path = sys.argv[1] if len(sys.argv) > 1 else "bench/out/results.tsv"
+res = {}          # (impl, op, n) -> median ns
+info = {}         # n -> series count
+alloc = {}        # (impl, n) -> bytes
+rss = defaultdict(list)  # who -> [(push, kib)]
+checks = []
+for line in open(path, encoding="utf-8"):
+    f = line.rstrip("\n").split("\t")
+    if f[0] == "result":
+        impl, op, n, med = f[1], f[2], int(f[3]), float(f[4])
+        res[(impl, op, n)] = med
+        for kv in f[8].split(";") if len(f) > 8 else []:
+            if kv.startswith("series="):
+                info[n] = int(kv.split("=")[1])
+    elif f[0] == "alloc":
+        alloc[(f[1], int(f[2]))] = float(f[3])
+    elif f[0] == "rss":
+        rss[f[1]].append((int(f[3]), int(f[4])))
+    elif f[0] == "check":
+        checks.append(f)
+
+sizes = sorted({n for (_, _, n) in res})
+
+
+def ms(v):
+    if v is None:
+        return "—"
+    return f"{v / 1e6:.2f}" if v < 1e9 else f"{v / 1e6:.0f}"
+
+
+def ratio(theirs, ours):
+    if theirs is None or ours is None or ours == 0:
+        return "—"
+    return f"{theirs / ours:.2f}×"
+
+
+def g(impl, op, n):
+    return res.get((impl, op, n))
+
+
+out = []
+p = out.append
+p("### 1. Remote-write encode + compress, same series (median ms per snapshot; ratio = other / Rust)")
+p("")
+p("| series | Rust core | pure Java | Go prompb | Java / Rust | Go / Rust |")
+p("|---:|---:|---:|---:|---:|---:|")
+for n in sizes:
+    r, j, go = g("rust", "encode_from_mapped", n), g("java", "encode_from_mapped", n), g("go", "encode_from_mapped", n)
+    p(f"| {info.get(n, n):,} | {ms(r)} | {ms(j)} | {ms(go)} | {ratio(j, r)} | {ratio(go, r)} |")
+p("")
+p("From the mapped series (name, sorted labels, value) to the snappy bodies of 2,000 series each, metadata in the first: "
+  "Rust `remote_write::series` + `metadata` + `encode`; Java `CodedOutputStream` + snappy-java; Go `prompb` + `Marshal` + golang/snappy.")
+p("")
+p("| series | Rust: map + encode | Java: map + encode | Java / Rust | Rust prototype (bench/rust/src/fast.rs) | Java / prototype | Go / prototype (encode only) |")
+p("|---:|---:|---:|---:|---:|---:|---:|")
+for n in sizes:
+    r, j, f = g("rust", "map_encode", n), g("java", "map_encode", n), g("rust", "fast_decode_map_encode", n)
+    go = g("go", "encode_from_mapped", n)
+    p(f"| {info.get(n, n):,} | {ms(r)} | {ms(j)} | {ratio(j, r)} | {ms(f)} | {ratio(j, f)} | {ratio(go, f)} |")
+p("")
+p("From the Beam snapshot: Rust `naming::map` + the above (input: the decoded `Snapshot`); Java the same mapping rules "
+  "from `MetricQueryResults`; the prototype starts from the contract bytes (its decode included).")
+p("")
+p("| series | Rust prost + snap (prebuilt requests) | Go gogo + golang/snappy (prebuilt) | Go / Rust | Rust `naming::map` alone | Rust `contract::decode` |")
+p("|---:|---:|---:|---:|---:|---:|")
+for n in sizes:
+    r, go = g("rust", "encode_prebuilt", n), g("go", "encode_prebuilt", n)
+    p(f"| {info.get(n, n):,} | {ms(r)} | {ms(go)} | {ratio(go, r)} | {ms(g('rust', 'map', n))} | {ms(g('rust', 'decode', n))} |")
+p("")
+p("Rust `pushgateway::render` (text body from the mapping), for the Pushgateway path: "
+  + ", ".join(f"{info.get(n, n):,} series {ms(g('rust', 'pushgateway_render', n))} ms" for n in sizes) + ".")
+p("")
+p("### 2. Whole writeMetrics call to local servers (median ms; ratio = other / ours)")
+p("")
+p("| series | ours → Pushgateway | Java client, text | Java client, protobuf | text / ours | protobuf / ours | ours → remote-write | pure Java → remote-write | Java / ours |")
+p("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+for n in sizes:
+    o, t, pb = g("ours_pushgateway", "whole_call", n), g("javaclient_pushgateway_text", "whole_call", n), g("javaclient_pushgateway_protobuf", "whole_call", n)
+    orw, jrw = g("ours_remote_write", "whole_call", n), g("java_remote_write", "whole_call", n)
+    p(f"| {info.get(n, n):,} | {ms(o)} | {ms(t)} | {ms(pb)} | {ratio(t, o)} | {ratio(pb, o)} | {ms(orw)} | {ms(jrw)} | {ratio(jrw, orw)} |")
+p("")
+p("Ours: `PrometheusMetricsSink.writeMetrics` + `flush` (until the server answered). Java client: its `PushGateway.push()` (PUT) "
+  "after converting the results to its snapshots. Pure Java: map, encode, POST each request with `java.net.http`.")
+p("")
+p("### 3. The JNI crossing (median; per call and per series)")
+p("")
+p("| series | snapshot bytes encoded in Java | crossing (call + refusal) | crossing + copy of the snapshot | native export (decode, map, encode, queue) | crossing + copy share of writeMetrics |")
+p("|---:|---:|---:|---:|---:|---:|")
+for n in sizes:
+    enc, call, copy, full = g("ours", "java_snapshot_encode", n), g("ours", "jni_export_call", n), g("ours", "jni_export_copy", n), g("ours", "jni_export_full", n)
+    s = info.get(n, n)
+    if None in (enc, call, copy, full):
+        continue
+    share = copy / (enc + full) * 100
+    p(f"| {s:,} | {enc / 1e3:.0f} µs ({enc / s:.0f} ns/series) | {call / 1e3:.1f} µs | {copy / 1e3:.1f} µs ({copy / s:.2f} ns/series) | "
+      f"{full / 1e6:.1f} ms ({full / s / 1e3:.2f} µs/series) | {share:.2f}% |")
+stats_call = [g("ours", "jni_stats_call", n) for n in sizes if g("ours", "jni_stats_call", n)]
+if stats_call:
+    p("")
+    p(f"A JNI call without an exception (`NativeExporter.stats`, returning a `long[13]`): {sorted(stats_call)[len(stats_call) // 2]:.0f} ns. "
+      "The crossing columns use `export` with a buffer the native side copies and refuses at byte 0, so they include throwing "
+      "an `IllegalArgumentException`.")
+p("")
+p("### 4. Memory")
+p("")
+p("| series | Java heap allocated per writeMetrics: ours | Java client, text | Java client, protobuf | pure Java remote-write | client (text) / ours |")
+p("|---:|---:|---:|---:|---:|---:|")
+for n in sizes:
+    o, t, pb, j = alloc.get(("ours_pushgateway", n)), alloc.get(("javaclient_pushgateway_text", n)), alloc.get(("javaclient_pushgateway_protobuf", n)), alloc.get(("java_remote_write", n))
+    if o is None:
+        continue
+    mb = lambda v: "—" if v is None else f"{v / 1e6:.2f} MB"
+    p(f"| {info.get(n, n):,} | {mb(o)} | {mb(t)} | {mb(pb)} | {mb(j)} | {ratio(t, o)} |")
+p("")
+for who, label in (("jvm", "JVM running the sink (heap fixed and pre-touched)"), ("rust", "native process (bench/rust, no JVM)")):
+    pts = sorted(rss.get(who, []))
+    if pts:
+        first, last = pts[0][1], pts[-1][1]
+        tail = [k for (i, k) in pts[len(pts) // 2:]]
+        second = pts[1][1] if len(pts) > 1 else first
+        p(f"- VmRSS, {label}, {max(info.values()):,} series both ways: after push 1 {first / 1024:.0f} MiB, "
+          f"push 2 {second / 1024:.0f} MiB, push {pts[-1][0]} {last / 1024:.0f} MiB (last − first {(last - first) / 1024:+.1f} MiB, "
+          f"last − push 2 {(last - second) / 1024:+.1f} MiB; range over the second half {(max(tail) - min(tail)) / 1024:.1f} MiB)")
+p("")
+def span(vals):
+    vals = [v for v in vals if v is not None]
+    if not vals:
+        return "—", False
+    lo, hi = min(vals), max(vals)
+    return (f"{lo:.2f}×" if abs(hi - lo) < 0.005 else f"{lo:.2f}–{hi:.2f}×"), lo
+
+
+def div(a, b):
+    return None if a is None or b is None or b == 0 else a / b
+
+
+p("### Targets")
+p("")
+p("| target | measured (over the sizes) | met |")
+p("|---|---|---|")
+rows = [
+    ("native encode+compress ≥ 3× faster than pure Java (from mapped series)", [div(g("java", "encode_from_mapped", n), g("rust", "encode_from_mapped", n)) for n in sizes], 3.0),
+    ("… the same from the Beam snapshot (map + encode)", [div(g("java", "map_encode", n), g("rust", "map_encode", n)) for n in sizes], 3.0),
+    ("native encode+compress no slower than Go (Go / Rust ≥ 1)", [div(g("go", "encode_from_mapped", n), g("rust", "encode_from_mapped", n)) for n in sizes], 1.0),
+    ("whole call ≥ 2× faster than the Java Pushgateway client (text)", [div(g("javaclient_pushgateway_text", "whole_call", n), g("ours_pushgateway", "whole_call", n)) for n in sizes], 2.0),
+    ("whole call ≥ 2× faster than the Java Pushgateway client (protobuf, its default)", [div(g("javaclient_pushgateway_protobuf", "whole_call", n), g("ours_pushgateway", "whole_call", n)) for n in sizes], 2.0),
+    ("Java heap per writeMetrics ≤ 1/3 of the Java client's (client / ours ≥ 3)", [div(alloc.get(("javaclient_pushgateway_text", n)), alloc.get(("ours_pushgateway", n))) for n in sizes], 3.0),
+    ("prototype (fast.rs) ≥ 3× faster than pure Java, map + encode", [div(g("java", "map_encode", n), g("rust", "fast_decode_map_encode", n)) for n in sizes], 3.0),
+]
+for label, vals, goal in rows:
+    text, lo = span(vals)
+    met = "—" if text == "—" else ("yes" if lo >= goal else ("partly" if max(v for v in vals if v is not None) >= goal else "no"))
+    p(f"| {label} | {text} | {met} |")
+for who in ("jvm", "rust"):
+    pts = sorted(rss.get(who, []))
+    if len(pts) > 2:
+        tail = [k for (i, k) in pts[len(pts) // 2:]]
+        first_half_max = max(k for (i, k) in pts[: len(pts) // 2])
+        flat = max(tail) <= first_half_max + 1024  # no growth beyond the first half's peak (1 MiB slack)
+        p(f"| native memory flat over {pts[-1][0]} pushes ({'JVM' if who == 'jvm' else 'native-only process'}) | "
+          f"first {pts[0][1] / 1024:.0f} MiB, last {pts[-1][1] / 1024:.0f} MiB, peak of first half {first_half_max / 1024:.0f} MiB, of second half {max(tail) / 1024:.0f} MiB | {'yes' if flat else 'no'} |")
+p("")
+p("### Equivalence checks")
+p("")
+for c in checks:
+    p(f"- {c[1]} {c[2]}: {c[3]} ({c[4] if len(c) > 4 else ''})")
+print("\n".join(out))
