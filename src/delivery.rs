@@ -8,7 +8,7 @@ use crate::contract::{self, DecodeError};
 use crate::model::Snapshot;
 use crate::naming::{self, Family, FamilyType, Mapped, Sample};
 use crate::pushgateway;
-use crate::remote_write::{self, Label, TimeSeries, WriteRequest};
+use crate::remote_write;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -121,7 +121,8 @@ pub struct Exporter {
     shared: Arc<Shared>,
     lanes: Vec<Arc<Lane>>,
     /// Label sets of the newest remote-write snapshot, for staleness markers at close.
-    last_series: Mutex<Vec<Vec<Label>>>,
+    /// Kept only with --prometheusStaleOnEnd.
+    last_series: Mutex<Vec<Sample>>,
     /// Timestamp of the newest remote-written snapshot: each is stamped strictly later, since
     /// runners may push twice within a millisecond and a receiver answers 400 "duplicate sample
     /// for timestamp" when a value differs.
@@ -237,20 +238,23 @@ impl Exporter {
         let mut last = lock(&self.last_time_ms);
         let time_ms = time_ms.max(last.saturating_add(1));
         *last = time_ms;
-        let series = remote_write::series(mapped, time_ms);
-        *lock(&self.last_series) = series.iter().map(|s| s.labels.clone()).collect();
-        let mut metadata = Some(remote_write::metadata(mapped));
-        let jobs: Vec<Job> = series
+        let samples: Vec<&Sample> = mapped.families.iter().flat_map(|f| f.samples.iter()).collect();
+        if self.shared.cfg.stale_on_close {
+            *lock(&self.last_series) = samples.iter().map(|s| (*s).clone()).collect();
+        }
+        let metadata = remote_write::metadata(mapped);
+        let jobs: Vec<Job> = samples
             .chunks(self.shared.cfg.max_samples_per_request)
-            .map(|chunk| self.remote_write_job(chunk.to_vec(), metadata.take().unwrap_or_default()))
+            .enumerate()
+            // Metadata rides with the first request of each snapshot.
+            .map(|(i, chunk)| self.remote_write_job(chunk, time_ms, if i == 0 { &metadata } else { &[] }, false))
             .collect();
         self.enqueue_bounded(lane, jobs);
     }
 
-    fn remote_write_job(&self, timeseries: Vec<TimeSeries>, metadata: Vec<remote_write::MetricMetadata>) -> Job {
-        let samples = timeseries.len() as u64;
-        let body = remote_write::encode(&WriteRequest { timeseries, metadata });
-        Job { request: Request::RemoteWrite(Arc::new(body)), samples, attempts: 0, not_before: Instant::now() }
+    fn remote_write_job(&self, samples: &[&Sample], time_ms: i64, metadata: &[remote_write::MetricMetadata], stale: bool) -> Job {
+        let body = remote_write::encode_samples(samples, time_ms, metadata, stale);
+        Job { request: Request::RemoteWrite(Arc::new(body)), samples: samples.len() as u64, attempts: 0, not_before: Instant::now() }
     }
 
     /// Queues remote-write jobs, dropping the oldest queued ones beyond --prometheusMaxBufferedSamples.
@@ -302,9 +306,9 @@ impl Exporter {
     fn add_self_metrics(&self, mapped: &mut Mapped) {
         let cfg = &self.shared.cfg.naming;
         // The same label rules as naming::map: values capped, empty values left out.
-        let mut labels: Vec<(String, String)> =
-            cfg.const_labels.iter().map(|(k, v)| (k.clone(), naming::label_value(v))).collect();
-        labels.push(("job".into(), naming::label_value(&cfg.job)));
+        let mut labels: Vec<(naming::Text, naming::Text)> =
+            cfg.const_labels.iter().map(|(k, v)| (k.as_str().into(), naming::label_value(v).into())).collect();
+        labels.push(("job".into(), naming::label_value(&cfg.job).into()));
         labels.retain(|(_, v)| !v.is_empty());
         labels.sort();
         let v = self.shared.stats.values();
@@ -322,7 +326,7 @@ impl Exporter {
                 _ => v[i] as f64,
             };
             let full = if cfg.prefix.is_empty() { name } else { format!("{}_{}", cfg.prefix, name) };
-            let sample = Sample { name: full.clone(), labels: labels.clone(), value };
+            let sample = Sample { name: full.as_str().into(), labels: labels.clone(), value };
             match mapped.families.binary_search_by(|f| f.name.as_str().cmp(&full)) {
                 Ok(at) => mapped.families[at].samples.push(sample),
                 Err(at) => mapped.families.insert(
@@ -363,18 +367,14 @@ impl Exporter {
         for lane in &self.lanes {
             match lane.target {
                 Target::RemoteWrite if cfg.stale_on_close => {
-                    let now = now_ms();
-                    let series: Vec<TimeSeries> = std::mem::take(&mut *lock(&self.last_series))
-                        .into_iter()
-                        .map(|labels| TimeSeries {
-                            labels,
-                            samples: vec![remote_write::Sample { value: f64::from_bits(remote_write::STALE_NAN), timestamp: now }],
-                        })
-                        .collect();
-                    let jobs = series
-                        .chunks(cfg.max_samples_per_request)
-                        .map(|c| self.remote_write_job(c.to_vec(), Vec::new()))
-                        .collect();
+                    let now = {
+                        let mut last = lock(&self.last_time_ms);
+                        *last = now_ms().max(last.saturating_add(1));
+                        *last
+                    };
+                    let series = std::mem::take(&mut *lock(&self.last_series));
+                    let refs: Vec<&Sample> = series.iter().collect();
+                    let jobs = refs.chunks(cfg.max_samples_per_request).map(|c| self.remote_write_job(c, now, &[], true)).collect();
                     self.enqueue_bounded(lane, jobs);
                 }
                 Target::Pushgateway if cfg.delete_on_end => {

@@ -3,7 +3,8 @@
 //! The mapping is documented in README.md ("Metric mapping").
 
 use crate::model::{Kind, Metric, Snapshot, Value};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Longest metric name we emit; longer ones are cut and given a hash suffix.
 pub const MAX_NAME_LEN: usize = 200;
@@ -46,9 +47,9 @@ pub enum FamilyType {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sample {
-    pub name: String,
+    pub name: Text,
     /// Sorted by name, names unique, values non-empty; `__name__` is not included.
-    pub labels: Vec<(String, String)>,
+    pub labels: Vec<(Text, Text)>,
     pub value: f64,
 }
 
@@ -100,16 +101,44 @@ fn squash(s: &str) -> String {
     out
 }
 
+/// Appends `squash(s)` without leading or trailing `_`.
+fn push_squashed(s: &str, out: &mut String) {
+    let start = out.len();
+    for c in s.chars() {
+        let c = if c.is_ascii_alphanumeric() { c } else { '_' };
+        if c == '_' && (out.len() == start || out.ends_with('_')) {
+            continue;
+        }
+        out.push(c);
+    }
+    if out.len() > start && out.ends_with('_') {
+        out.pop();
+    }
+}
+
+fn concat(a: &str, b: &str) -> String {
+    let mut s = String::with_capacity(a.len() + b.len());
+    s.push_str(a);
+    s.push_str(b);
+    s
+}
+
 /// A metric name from the prefix and a Beam name: `[a-zA-Z_:][a-zA-Z0-9_:]*`, without `:`
 /// (reserved for recording rules), no runs of `_`, at most `MAX_NAME_LEN` long with `suffix`.
 pub fn metric_name(prefix: &str, beam_name: &str, suffix: &str) -> String {
-    let mut part = squash(beam_name).trim_matches('_').to_string();
-    if part.is_empty() {
-        // Nothing of the name survives (e.g. all non-ASCII): keep it distinct and stable.
-        part = format!("m{}", stable_hash(beam_name));
+    // Built in one buffer: this runs for every metric of every push.
+    let mut name = String::with_capacity(prefix.len() + beam_name.len() + suffix.len() + 2);
+    push_squashed(prefix, &mut name);
+    if !name.is_empty() {
+        name.push('_');
     }
-    let prefix = squash(prefix).trim_matches('_').to_string();
-    let mut name = if prefix.is_empty() { part } else { format!("{}_{}", prefix, part) };
+    let before = name.len();
+    push_squashed(beam_name, &mut name);
+    if name.len() == before {
+        // Nothing of the name survives (e.g. all non-ASCII): keep it distinct and stable.
+        name.push('m');
+        name.push_str(&stable_hash(beam_name));
+    }
     if name.starts_with(|c: char| c.is_ascii_digit()) {
         name.insert(0, '_');
     }
@@ -153,78 +182,80 @@ pub fn label_value(raw: &str) -> String {
     format!("{}_{}", &raw[..cut], h)
 }
 
+/// Shared text: label names and values repeat across many series (job, namespace, step), so
+/// samples share them instead of each owning a copy.
+pub type Text = Arc<str>;
+
 struct Builder<'a> {
     cfg: &'a NamingConfig,
-    families: BTreeMap<String, Family>,
+    families: HashMap<String, Family, FxBuild>,
+    /// Interned label texts of this mapping.
+    texts: HashMap<&'a str, Text, FxBuild>,
+    /// Constant labels and `job`, the same on every series.
+    fixed: Vec<(Text, Text)>,
     capped: u64,
 }
 
-impl Builder<'_> {
-    fn push(
-        &mut self,
-        family: &str,
-        typ: FamilyType,
-        help: &str,
-        name: String,
-        base: &[(String, String)],
-        extra: &[(&str, String)],
-        value: f64,
-    ) {
-        let mut labels: Vec<(String, String)> = Vec::with_capacity(base.len() + extra.len());
-        labels.extend(base.iter().cloned());
-        labels.extend(extra.iter().map(|(k, v)| (k.to_string(), label_value(v))));
-        labels.retain(|(_, v)| !v.is_empty());
-        labels.sort();
-        let f = self.families.entry(family.to_string()).or_insert_with(|| Family {
-            name: family.to_string(),
-            typ,
-            help: help.to_string(),
-            unit: "",
-            samples: Vec::new(),
-        });
-        f.samples.push(Sample { name, labels, value });
+impl<'a> Builder<'a> {
+    fn text(&mut self, s: &'a str) -> Text {
+        self.texts.entry(s).or_insert_with(|| Arc::from(s)).clone()
     }
 
-    fn metric(&mut self, m: &Metric, value: &Value, result: &str, disambiguate: bool) {
+    /// The family `name`, created with its help text on first use.
+    fn family(&mut self, name: &str, typ: FamilyType, help: impl FnOnce() -> String) -> &mut Family {
+        if !self.families.contains_key(name) {
+            let f = Family { name: name.to_string(), typ, help: help(), unit: "", samples: Vec::new() };
+            self.families.insert(name.to_string(), f);
+        }
+        self.families.get_mut(name).expect("inserted above")
+    }
+
+    fn metric(&mut self, m: &'a Metric, value: &'a Value, result: &'static str, disambiguate: bool, stem: &str) {
         let cfg = self.cfg;
         let key = &m.key;
-        let mut base: Vec<(String, String)> =
-            cfg.const_labels.iter().map(|(k, v)| (k.clone(), label_value(v))).collect();
-        base.push(("job".into(), label_value(&cfg.job)));
-        base.push(("namespace".into(), label_value(&key.namespace)));
-        base.push(("step".into(), label_value(&key.step)));
-        base.push(("result".into(), result.to_string()));
+        let mut base: Vec<(Text, Text)> = Vec::with_capacity(self.fixed.len() + 5 + key.labels.len());
+        base.extend_from_slice(&self.fixed);
+        for (k, v) in [("namespace", key.namespace.as_str()), ("step", key.step.as_str()), ("result", result)] {
+            let (k, v) = (self.text(k), self.text(v));
+            base.push((k, capped(v)));
+        }
         for (k, v) in &key.labels {
             // Beam metric labels (MetricName.getLabels) keep their names unless the mapping uses them.
             let mut name = label_name(k);
             if RESERVED_LABELS.contains(&name.as_str()) || cfg.const_labels.iter().any(|(c, _)| *c == name) {
                 name = format!("label_{}", name.trim_start_matches('_'));
             }
-            if !base.iter().any(|(b, _)| *b == name) {
-                base.push((name, label_value(v)));
+            if !base.iter().any(|(b, _)| **b == *name) {
+                base.push((Arc::from(name), capped(self.text(v))));
             }
         }
         if disambiguate {
-            base.push(("beam_metric".into(), label_value(&key.name)));
+            base.push((self.text("beam_metric"), capped(self.text(&key.name))));
         }
-        let n = |suffix: &str| metric_name(&cfg.prefix, &key.name, suffix);
+        base.retain(|(_, v)| !v.is_empty());
+        base.sort();
+        let n = |suffix: &str| -> Text { Arc::from(concat(stem, suffix)) };
+        let plain = |name: &Text, v: f64, base: &[(Text, Text)]| Sample { name: name.clone(), labels: base.to_vec(), value: v };
+        let beam = &key.name;
         match value {
             Value::Counter(c) => {
                 let name = n("_total");
-                let help = format!("Beam counter {}", key.name);
-                self.push(&name.clone(), FamilyType::Counter, &help, name, &base, &[], *c as f64);
+                // The only series of this metric: it takes the labels instead of a copy.
+                let s = Sample { name: name.clone(), labels: base, value: *c as f64 };
+                self.family(&name, FamilyType::Counter, || format!("Beam counter {}", beam)).samples.push(s);
             }
             Value::Distribution { sum, count, min, max } => {
-                let fam = n("_distribution");
-                let help = format!("Beam distribution {}", key.name);
-                self.push(&fam, FamilyType::Summary, &help, n("_distribution_sum"), &base, &[], *sum as f64);
-                self.push(&fam, FamilyType::Summary, &help, n("_distribution_count"), &base, &[], *count as f64);
+                let fam = concat(stem, "_distribution");
+                let (sum_s, count_s) = (plain(&n("_distribution_sum"), *sum as f64, &base), plain(&n("_distribution_count"), *count as f64, &base));
+                let f = self.family(&fam, FamilyType::Summary, || format!("Beam distribution {}", beam));
+                f.samples.push(sum_s);
+                f.samples.push(count_s);
                 // Beam reports an empty distribution as min=Long.MAX_VALUE, max=Long.MIN_VALUE.
                 if *count > 0 {
                     for (suffix, v, what) in [("_distribution_min", min, "minimum"), ("_distribution_max", max, "maximum")] {
                         let name = n(suffix);
-                        let help = format!("Beam distribution {} ({})", key.name, what);
-                        self.push(&name.clone(), FamilyType::Gauge, &help, name, &base, &[], *v as f64);
+                        let s = plain(&name, *v as f64, &base);
+                        self.family(&name, FamilyType::Gauge, || format!("Beam distribution {} ({})", beam, what)).samples.push(s);
                     }
                 }
             }
@@ -234,15 +265,13 @@ impl Builder<'_> {
                     return;
                 }
                 let name = n("_gauge");
-                let help = format!("Beam gauge {}", key.name);
-                self.push(&name.clone(), FamilyType::Gauge, &help, name, &base, &[], *value as f64);
+                let s = plain(&name, *value as f64, &base);
+                self.family(&name, FamilyType::Gauge, || format!("Beam gauge {}", beam)).samples.push(s);
                 let name = n("_gauge_timestamp_seconds");
-                let help = format!("When Beam gauge {} was last set (Unix seconds)", key.name);
-                self.push(&name.clone(), FamilyType::Gauge, &help, name, &base, &[], *timestamp_ms as f64 / 1000.0);
+                let s = plain(&name, *timestamp_ms as f64 / 1000.0, &base);
+                self.family(&name, FamilyType::Gauge, || format!("When Beam gauge {} was last set (Unix seconds)", beam)).samples.push(s);
             }
             Value::StringSet(set) => {
-                let name = n("_string_set_info");
-                let help = format!("Beam string set {}: one series per element", key.name);
                 let mut entries: Vec<&String> = set.iter().collect();
                 entries.sort();
                 entries.dedup();
@@ -250,46 +279,107 @@ impl Builder<'_> {
                     self.capped += (entries.len() - cfg.set_cap) as u64;
                     entries.truncate(cfg.set_cap);
                 }
-                for e in entries {
-                    self.push(&name, FamilyType::Info, &help, name.clone(), &base, &[("value", e.clone())], 1.0);
+                let name = n("_string_set_info");
+                let value_label = self.text("value");
+                let samples: Vec<Sample> =
+                    entries.into_iter().map(|e| with_extra(&name, &base, &[(value_label.clone(), Arc::from(label_value(e)))], 1.0)).collect();
+                if !samples.is_empty() {
+                    self.family(&name, FamilyType::Info, || format!("Beam string set {}: one series per element", beam)).samples.extend(samples);
                 }
             }
             Value::BoundedTrie(paths) => {
-                let name = n("_bounded_trie_info");
-                let help = format!("Beam bounded trie {}: one series per path", key.name);
-                let mut entries: Vec<(String, bool)> =
-                    paths.iter().map(|p| (p.segments.join("/"), p.truncated)).collect();
+                let mut entries: Vec<(String, bool)> = paths.iter().map(|p| (p.segments.join("/"), p.truncated)).collect();
                 entries.sort();
                 entries.dedup();
                 if entries.len() > cfg.set_cap {
                     self.capped += (entries.len() - cfg.set_cap) as u64;
                     entries.truncate(cfg.set_cap);
                 }
-                for (path, truncated) in entries {
-                    let extra = [("path", path), ("truncated", truncated.to_string())];
-                    self.push(&name, FamilyType::Info, &help, name.clone(), &base, &extra, 1.0);
+                let name = n("_bounded_trie_info");
+                let (path_l, trunc_l) = (self.text("path"), self.text("truncated"));
+                let samples: Vec<Sample> = entries
+                    .into_iter()
+                    .map(|(p, t)| {
+                        let extra = [(path_l.clone(), Arc::from(label_value(&p))), (trunc_l.clone(), Arc::from(t.to_string()))];
+                        with_extra(&name, &base, &extra, 1.0)
+                    })
+                    .collect();
+                if !samples.is_empty() {
+                    self.family(&name, FamilyType::Info, || format!("Beam bounded trie {}: one series per path", beam)).samples.extend(samples);
                 }
             }
             Value::Histogram(h) => {
-                let fam = n("_histogram");
-                let help = format!("Beam histogram {}", key.name);
                 let bucket = n("_histogram_bucket");
+                let le = self.text("le");
+                let mut samples = Vec::with_capacity(h.buckets.len() + 3);
                 let mut cumulative: i64 = 0;
                 let mut saw_inf = false;
-                for (le, c) in &h.buckets {
+                for (bound, c) in &h.buckets {
                     cumulative = cumulative.saturating_add(*c);
-                    saw_inf |= *le == f64::INFINITY;
-                    self.push(&fam, FamilyType::Histogram, &help, bucket.clone(), &base, &[("le", format_float(*le))], cumulative as f64);
+                    saw_inf |= *bound == f64::INFINITY;
+                    samples.push(with_extra(&bucket, &base, &[(le.clone(), Arc::from(format_float(*bound)))], cumulative as f64));
                 }
                 if !saw_inf {
-                    self.push(&fam, FamilyType::Histogram, &help, bucket, &base, &[("le", "+Inf".into())], cumulative as f64);
+                    samples.push(with_extra(&bucket, &base, &[(le.clone(), Arc::from("+Inf"))], cumulative as f64));
                 }
-                self.push(&fam, FamilyType::Histogram, &help, n("_histogram_sum"), &base, &[], h.sum);
-                self.push(&fam, FamilyType::Histogram, &help, n("_histogram_count"), &base, &[], cumulative as f64);
+                samples.push(plain(&n("_histogram_sum"), h.sum, &base));
+                samples.push(plain(&n("_histogram_count"), cumulative as f64, &base));
+                let fam = concat(stem, "_histogram");
+                self.family(&fam, FamilyType::Histogram, || format!("Beam histogram {}", beam)).samples.extend(samples);
             }
         }
     }
 }
+
+/// A label value cut to `MAX_LABEL_VALUE_LEN` (rare: the shared text is reused when it fits).
+fn capped(v: Text) -> Text {
+    if v.len() <= MAX_LABEL_VALUE_LEN { v } else { Arc::from(label_value(&v)) }
+}
+
+fn with_extra(name: &Text, base: &[(Text, Text)], extra: &[(Text, Text)], value: f64) -> Sample {
+    let mut labels = Vec::with_capacity(base.len() + extra.len());
+    labels.extend_from_slice(base);
+    labels.extend(extra.iter().filter(|(_, v)| !v.is_empty()).cloned());
+    labels.sort();
+    Sample { name: name.clone(), labels, value }
+}
+
+/// A word-at-a-time multiplicative hash (as rustc's FxHash) for the mapping's own maps: keys are
+/// the pipeline's metric names, namespaces and steps, so SipHash's DoS resistance buys nothing and
+/// costs a fifth of the mapping's time.
+#[derive(Default)]
+pub struct Fx(u64);
+
+impl Fx {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517cc1b727220a95);
+    }
+}
+
+impl std::hash::Hasher for Fx {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.add(u64::from_le_bytes(c.try_into().expect("chunks of 8")));
+        }
+        let mut last = [0u8; 8];
+        let rest = chunks.remainder();
+        last[..rest.len()].copy_from_slice(rest);
+        self.add(u64::from_le_bytes(last) ^ (bytes.len() as u64) << 56);
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.add(i as u64);
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+}
+
+pub type FxBuild = std::hash::BuildHasherDefault<Fx>;
 
 /// Formats a float the way Prometheus does in the text format and in `le` labels.
 pub fn format_float(v: f64) -> String {
@@ -304,19 +394,20 @@ pub fn format_float(v: f64) -> String {
     }
 }
 
-/// By name, then labels, with histogram buckets in numeric `le` order (as exposition expects)
-/// rather than as strings ("+Inf" < "1" < "10" < "5").
-fn sample_order(a: &Sample, b: &Sample) -> std::cmp::Ordering {
-    let le = |s: &Sample| s.labels.iter().find(|(k, _)| k == "le").map(|(_, v)| parse_le(v));
-    let rest = |s: &Sample| s.labels.iter().filter(|(k, _)| k != "le").cloned().collect::<Vec<_>>();
+/// Histogram series by name, then labels, with buckets in numeric `le` order (as exposition
+/// expects) rather than as strings ("+Inf" < "1" < "10" < "5"); a total order even for NaN.
+fn histogram_order(a: &Sample, b: &Sample) -> std::cmp::Ordering {
+    let le = |s: &Sample| s.labels.iter().find(|(k, _)| &**k == "le").map(|(_, v)| parse_le(v));
+    fn rest(s: &Sample) -> impl Iterator<Item = &(Text, Text)> {
+        s.labels.iter().filter(|(k, _)| &**k != "le")
+    }
     a.name
         .cmp(&b.name)
-        .then_with(|| rest(a).cmp(&rest(b)))
+        .then_with(|| rest(a).cmp(rest(b)))
         .then_with(|| match (le(a), le(b)) {
             (Some(x), Some(y)) => x.total_cmp(&y),
             (x, y) => x.is_some().cmp(&y.is_some()),
         })
-        // A total order even for odd bounds (NaN), so equal series end up adjacent for dedup.
         .then_with(|| a.labels.cmp(&b.labels))
 }
 
@@ -330,37 +421,50 @@ fn parse_le(v: &str) -> f64 {
 
 /// Maps one snapshot to Prometheus families.
 pub fn map(snapshot: &Snapshot, cfg: &NamingConfig) -> Mapped {
+    // Every suffix fits the room metric_name keeps, so a name is its stem plus the kind's suffix:
+    // sanitize each Beam name once.
+    let stems: Vec<String> = snapshot.metrics.iter().map(|m| metric_name(&cfg.prefix, &m.key.name, "")).collect();
     // Two Beam names that sanitize alike (e.g. "a.b" and "a_b") in the same namespace and step
     // would be one series: such metrics all get a `beam_metric` label with the original name.
-    let mut groups: HashMap<(Kind, String, &str, &str), Vec<&str>> = HashMap::new();
-    for m in &snapshot.metrics {
+    // Per (kind, stem, namespace, step): the first Beam name seen, and whether another differs.
+    let mut groups: HashMap<(Kind, &str, &str, &str), (&str, bool), FxBuild> =
+        HashMap::with_capacity_and_hasher(snapshot.metrics.len(), FxBuild::default());
+    for (m, stem) in snapshot.metrics.iter().zip(&stems) {
         if let Some(kind) = m.kind() {
-            let e = groups
-                .entry((kind, metric_name(&cfg.prefix, &m.key.name, ""), m.key.namespace.as_str(), m.key.step.as_str()))
-                .or_default();
-            if !e.contains(&m.key.name.as_str()) {
-                e.push(m.key.name.as_str());
-            }
+            let e = groups.entry((kind, stem.as_str(), m.key.namespace.as_str(), m.key.step.as_str())).or_insert((m.key.name.as_str(), false));
+            e.1 |= e.0 != m.key.name;
         }
     }
-    let mut b = Builder { cfg, families: BTreeMap::new(), capped: 0 };
-    for m in &snapshot.metrics {
+    let mut fixed: Vec<(Text, Text)> =
+        cfg.const_labels.iter().map(|(k, v)| (Arc::from(k.as_str()), Arc::from(label_value(v)))).collect();
+    fixed.push((Arc::from("job"), Arc::from(label_value(&cfg.job))));
+    let mut b = Builder {
+        cfg,
+        families: HashMap::with_capacity_and_hasher(snapshot.metrics.len(), FxBuild::default()),
+        texts: HashMap::default(),
+        fixed,
+        capped: 0,
+    };
+    for (m, stem) in snapshot.metrics.iter().zip(&stems) {
         let Some(kind) = m.kind() else { continue };
-        let clash = groups[&(kind, metric_name(&cfg.prefix, &m.key.name, ""), m.key.namespace.as_str(), m.key.step.as_str())].len() > 1;
-        let wants_attempted = cfg.selection != Selection::Committed;
-        let wants_committed = cfg.selection != Selection::Attempted;
-        if let (true, Some(v)) = (wants_attempted, &m.attempted) {
-            b.metric(m, v, "attempted", clash);
+        let clash = groups[&(kind, stem.as_str(), m.key.namespace.as_str(), m.key.step.as_str())].1;
+        if let (true, Some(v)) = (cfg.selection != Selection::Committed, &m.attempted) {
+            b.metric(m, v, "attempted", clash, stem);
         }
-        if let (true, Some(v)) = (wants_committed, &m.committed) {
-            b.metric(m, v, "committed", clash);
+        if let (true, Some(v)) = (cfg.selection != Selection::Attempted, &m.committed) {
+            b.metric(m, v, "committed", clash, stem);
         }
     }
     let mut duplicates = 0u64;
     let mut families: Vec<Family> = b.families.into_values().collect();
+    families.sort_unstable_by(|a, b| a.name.cmp(&b.name));
     for f in &mut families {
         // Stable order; an exact duplicate series would make a receiver reject the whole batch.
-        f.samples.sort_by(sample_order);
+        if f.typ == FamilyType::Histogram {
+            f.samples.sort_by(histogram_order);
+        } else {
+            f.samples.sort_unstable_by(|a, b| (&a.name, &a.labels).cmp(&(&b.name, &b.labels)));
+        }
         let before = f.samples.len();
         f.samples.dedup_by(|a, b| a.name == b.name && a.labels == b.labels);
         duplicates += (before - f.samples.len()) as u64;

@@ -1,7 +1,7 @@
 //! The Pushgateway: text exposition format 0.0.4 bodies and grouping-key URLs.
 //! API: https://github.com/prometheus/pushgateway#api
 
-use crate::naming::{format_float, FamilyType, Mapped};
+use crate::naming::{FamilyType, Mapped};
 use std::fmt::Write;
 
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -24,6 +24,19 @@ fn escape_help(v: &str, out: &mut String) {
             '\n' => out.push_str("\\n"),
             c => out.push(c),
         }
+    }
+}
+
+/// As `naming::format_float`, without a String per value.
+fn write_float(v: f64, out: &mut String) {
+    if v.is_nan() {
+        out.push_str("NaN");
+    } else if v == f64::INFINITY {
+        out.push_str("+Inf");
+    } else if v == f64::NEG_INFINITY {
+        out.push_str("-Inf");
+    } else {
+        let _ = write!(out, "{}", v);
     }
 }
 
@@ -53,7 +66,7 @@ pub fn render(mapped: &Mapped, grouping_labels: &[&str]) -> String {
         for s in &f.samples {
             out.push_str(&s.name);
             let mut first = true;
-            for (k, v) in s.labels.iter().filter(|(k, _)| !grouping_labels.contains(&k.as_str())) {
+            for (k, v) in s.labels.iter().filter(|(k, _)| !grouping_labels.contains(&&**k)) {
                 out.push(if first { '{' } else { ',' });
                 first = false;
                 out.push_str(k);
@@ -64,7 +77,9 @@ pub fn render(mapped: &Mapped, grouping_labels: &[&str]) -> String {
             if !first {
                 out.push('}');
             }
-            let _ = writeln!(out, " {}", format_float(s.value));
+            out.push(' ');
+            write_float(s.value, &mut out);
+            out.push('\n');
         }
     }
     out

@@ -74,8 +74,8 @@ pub fn series(mapped: &Mapped, timestamp_ms: i64) -> Vec<TimeSeries> {
     for f in &mapped.families {
         for s in &f.samples {
             let mut labels = Vec::with_capacity(s.labels.len() + 1);
-            labels.push(Label { name: "__name__".into(), value: s.name.clone() });
-            labels.extend(s.labels.iter().map(|(k, v)| Label { name: k.clone(), value: v.clone() }));
+            labels.push(Label { name: "__name__".into(), value: s.name.to_string() });
+            labels.extend(s.labels.iter().map(|(k, v)| Label { name: k.to_string(), value: v.to_string() }));
             // The spec wants labels sorted by name; "__name__" sorts first among valid names.
             labels.sort_by(|a, b| a.name.cmp(&b.name));
             out.push(TimeSeries {
@@ -84,6 +84,73 @@ pub fn series(mapped: &Mapped, timestamp_ms: i64) -> Vec<TimeSeries> {
             });
         }
     }
+    out
+}
+
+/// Encodes `samples` as one snappy-compressed `WriteRequest` straight from the mapping, without
+/// building `TimeSeries` (which would copy every label): the same bytes prost writes for
+/// `series()` (proto3 leaves zero values out). `stale` sends Prometheus' staleness marker instead
+/// of each value.
+pub fn encode_samples(samples: &[&crate::naming::Sample], timestamp_ms: i64, metadata: &[MetricMetadata], stale: bool) -> Vec<u8> {
+    use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
+    fn str_field_len(tag_len: usize, s: &str) -> usize {
+        if s.is_empty() { 0 } else { tag_len + encoded_len_varint(s.len() as u64) + s.len() }
+    }
+    fn put_str(tag: u32, s: &str, buf: &mut Vec<u8>) {
+        if !s.is_empty() {
+            encode_key(tag, WireType::LengthDelimited, buf);
+            encode_varint(s.len() as u64, buf);
+            buf.extend_from_slice(s.as_bytes());
+        }
+    }
+    let label_len = |k: &str, v: &str| str_field_len(1, k) + str_field_len(1, v);
+    let mut raw = Vec::with_capacity(samples.len() * 160);
+    for s in samples {
+        // Labels sorted by name with __name__ in its place (uppercase names sort before it).
+        let split = s.labels.partition_point(|(k, _)| &**k < "__name__");
+        let labels = s.labels[..split]
+            .iter()
+            .map(|(k, v)| (&**k, &**v))
+            .chain(std::iter::once(("__name__", &*s.name)))
+            .chain(s.labels[split..].iter().map(|(k, v)| (&**k, &**v)));
+        let value = if stale { f64::from_bits(STALE_NAN) } else { wire_value(s.value) };
+        let sample_len = if value != 0.0 || value.is_nan() { 9 } else { 0 }
+            + if timestamp_ms != 0 { 1 + encoded_len_varint(timestamp_ms as u64) } else { 0 };
+        let mut ts_len = 1 + encoded_len_varint(sample_len as u64) + sample_len;
+        for (k, v) in labels.clone() {
+            let l = label_len(k, v);
+            ts_len += 1 + encoded_len_varint(l as u64) + l;
+        }
+        encode_key(1, WireType::LengthDelimited, &mut raw);
+        encode_varint(ts_len as u64, &mut raw);
+        for (k, v) in labels {
+            encode_key(1, WireType::LengthDelimited, &mut raw);
+            encode_varint(label_len(k, v) as u64, &mut raw);
+            put_str(1, k, &mut raw);
+            put_str(2, v, &mut raw);
+        }
+        encode_key(2, WireType::LengthDelimited, &mut raw);
+        encode_varint(sample_len as u64, &mut raw);
+        if value != 0.0 || value.is_nan() {
+            encode_key(1, WireType::SixtyFourBit, &mut raw);
+            raw.extend_from_slice(&value.to_bits().to_le_bytes());
+        }
+        if timestamp_ms != 0 {
+            encode_key(2, WireType::Varint, &mut raw);
+            encode_varint(timestamp_ms as u64, &mut raw);
+        }
+    }
+    for m in metadata {
+        prost::encoding::message::encode(3, m, &mut raw);
+    }
+    compress(&raw)
+}
+
+fn compress(raw: &[u8]) -> Vec<u8> {
+    let mut out = vec![0; snap::raw::max_compress_len(raw.len())];
+    // Only fails for inputs over 4 GiB; requests are capped far below by --prometheusMaxSamplesPerRequest.
+    let n = snap::raw::Encoder::new().compress(raw, &mut out).unwrap_or(0);
+    out.truncate(n);
     out
 }
 
@@ -102,12 +169,7 @@ pub fn metadata(mapped: &Mapped) -> Vec<MetricMetadata> {
 
 /// Protobuf-encodes and snappy-compresses (block format, as the spec requires) one request.
 pub fn encode(req: &WriteRequest) -> Vec<u8> {
-    let raw = prost::Message::encode_to_vec(req);
-    let mut out = vec![0; snap::raw::max_compress_len(raw.len())];
-    // Only fails for inputs over 4 GiB; requests are capped far below by --prometheusMaxSamplesPerRequest.
-    let n = snap::raw::Encoder::new().compress(&raw, &mut out).unwrap_or(0);
-    out.truncate(n);
-    out
+    compress(&prost::Message::encode_to_vec(req))
 }
 
 /// Inverse of `encode`, for tests and the benchmarks' equivalence check.

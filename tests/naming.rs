@@ -4,9 +4,66 @@ mod common;
 
 use beam_prometheus::model::{Histogram, Kind, Metric, Snapshot, TriePath, Value};
 use beam_prometheus::naming::{
-    label_name, label_value, map, metric_name, stable_hash, FamilyType, Mapped, NamingConfig, Selection,
-    MAX_LABEL_VALUE_LEN, MAX_NAME_LEN, RESERVED_LABELS,
+    label_name, label_value, metric_name, stable_hash, FamilyType, NamingConfig, Selection, MAX_LABEL_VALUE_LEN,
+    MAX_NAME_LEN, RESERVED_LABELS,
 };
+use owned::{map, Mapped};
+
+/// The mapping with owned strings (it shares texts between series), so tests compare plainly.
+mod owned {
+    use beam_prometheus::model::Snapshot;
+    use beam_prometheus::naming::{self, FamilyType, NamingConfig};
+
+    #[derive(Clone, Debug, PartialEq)]
+    pub struct Sample {
+        pub name: String,
+        pub labels: Vec<(String, String)>,
+        pub value: f64,
+    }
+
+    #[derive(Clone, Debug, PartialEq)]
+    pub struct Family {
+        pub name: String,
+        pub typ: FamilyType,
+        pub help: String,
+        pub samples: Vec<Sample>,
+    }
+
+    #[derive(Clone, Debug, PartialEq)]
+    pub struct Mapped {
+        pub families: Vec<Family>,
+        pub capped: u64,
+        pub duplicates: u64,
+    }
+
+    impl Mapped {
+        pub fn sample_count(&self) -> usize {
+            self.families.iter().map(|f| f.samples.len()).sum()
+        }
+    }
+
+    pub fn map(s: &Snapshot, cfg: &NamingConfig) -> Mapped {
+        let m = naming::map(s, cfg);
+        Mapped {
+            families: m
+                .families
+                .into_iter()
+                .map(|f| Family {
+                    name: f.name,
+                    typ: f.typ,
+                    help: f.help,
+                    samples: f
+                        .samples
+                        .into_iter()
+                        .map(|s| Sample { name: s.name.to_string(), labels: super::owned(&s.labels), value: s.value })
+                        .collect(),
+                })
+                .collect(),
+            capped: m.capped,
+            duplicates: m.duplicates,
+        }
+    }
+}
 use common::*;
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -830,7 +887,7 @@ fn histogram_buckets_are_in_numeric_le_order() {
         sum: 3.0,
         buckets: vec![(1.0, 1), (5.0, 1), (10.0, 1), (f64::INFINITY, 0)],
     });
-    let m = beam_prometheus::naming::map(&snapshot(0, vec![attempted("ns", "h", "s", h)]), &naming_cfg(Selection::Attempted));
+    let m = map(&snapshot(0, vec![attempted("ns", "h", "s", h)]), &naming_cfg(Selection::Attempted));
     let les: Vec<String> = m.families[0]
         .samples
         .iter()

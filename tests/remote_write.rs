@@ -36,8 +36,8 @@ fn series_carry_name_labels_value_and_timestamp() {
     assert_eq!(ts.len(), m.sample_count());
     let all: Vec<(&Family, &NSample)> = m.families.iter().flat_map(|f| f.samples.iter().map(move |s| (f, s))).collect();
     for (t, (_, s)) in ts.iter().zip(&all) {
-        let mut expected: Vec<(&str, &str)> = vec![("__name__", s.name.as_str())];
-        expected.extend(s.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let mut expected: Vec<(&str, &str)> = vec![("__name__", &*s.name)];
+        expected.extend(s.labels.iter().map(|(k, v)| (&**k, &**v)));
         assert_eq!(label_pairs(t), expected, "all-lowercase label names: __name__ first, then the sorted labels");
         assert_eq!(t.samples.len(), 1);
         assert_eq!(t.samples[0].timestamp, 1_700_000_000_000);
@@ -230,5 +230,22 @@ proptest! {
             prop_assert_eq!(md.r#type, t);
             prop_assert_eq!(&md.metric_family_name, &f.name);
         }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// The exporter's direct encoder writes exactly the bytes prost writes for `series()`.
+    #[test]
+    fn prop_direct_encoding_matches_prost(s in arb_snapshot(true, 8), ts in -5i64..5_000_000_000_000) {
+        let m = beam_prometheus::naming::map(&s, &naming_cfg(Selection::Both));
+        let samples: Vec<&NSample> = m.families.iter().flat_map(|f| f.samples.iter()).collect();
+        let meta = beam_prometheus::remote_write::metadata(&m);
+        let direct = beam_prometheus::remote_write::encode_samples(&samples, ts, &meta, false);
+        let via_prost = encode(&WriteRequest { timeseries: series(&m, ts), metadata: meta.clone() });
+        prop_assert_eq!(&direct, &via_prost);
+        let stale = decode(&beam_prometheus::remote_write::encode_samples(&samples, ts, &[], true)).unwrap();
+        prop_assert!(stale.timeseries.iter().all(|t| t.samples[0].value.to_bits() == STALE_NAN));
     }
 }

@@ -16,7 +16,7 @@ fn family(name: &str, typ: FamilyType, help: &str, samples: Vec<Sample>) -> Fami
 }
 
 fn sample(name: &str, l: &[(&str, &str)], value: f64) -> Sample {
-    Sample { name: name.into(), labels: labels(l), value }
+    Sample { name: name.into(), labels: text_labels(l), value }
 }
 
 fn mapped(families: Vec<Family>) -> Mapped {
@@ -193,9 +193,9 @@ fn compare(m: &Mapped, grouping: &[&str], parsed: &[PyFamily]) -> Result<(), Str
         }
         for (s, ps) in f.samples.iter().zip(&p.samples) {
             let expected: Vec<(String, String)> =
-                s.labels.iter().filter(|(k, _)| !grouping.contains(&k.as_str())).cloned().collect();
+                owned(&s.labels).into_iter().filter(|(k, _)| !grouping.contains(&k.as_str())).collect();
             let same_value = s.value == ps.value || (s.value.is_nan() && ps.value.is_nan());
-            if ps.name != s.name || ps.labels != expected || !same_value {
+            if *ps.name != *s.name || ps.labels != expected || !same_value {
                 return Err(format!("sample {} {:?} {} parsed as {} {:?} {}", s.name, expected, s.value, ps.name, ps.labels, ps.value));
             }
         }

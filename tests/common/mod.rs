@@ -53,6 +53,16 @@ pub fn labels(l: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs(l)
 }
 
+/// Labels as the mapping holds them (shared texts).
+pub fn text_labels(l: &[(&str, &str)]) -> Vec<(beam_prometheus::naming::Text, beam_prometheus::naming::Text)> {
+    l.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect()
+}
+
+/// A mapped sample's labels as owned strings, for comparisons.
+pub fn owned(l: &[(beam_prometheus::naming::Text, beam_prometheus::naming::Text)]) -> Vec<(String, String)> {
+    l.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
 // ---------------------------------------------------------------------------------------------
 // Validity checks (written from the Prometheus data model, not from the implementation)
 // ---------------------------------------------------------------------------------------------
