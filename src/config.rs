@@ -77,7 +77,14 @@ pub struct Config {
 /// A URL for messages: user info (`user:password@`) replaced by `***@`.
 pub fn redact_url(v: &str) -> String {
     match (v.find("://"), v.find('@')) {
-        (Some(s), Some(at)) if at > s && !v[s + 3..at].contains('/') => format!("{}***{}", &v[..s + 3], &v[at..]),
+        // The last '@' before the path ends the user info, as URL parsers read it.
+        (Some(s), Some(_)) => {
+            let authority_end = v[s + 3..].find(['/', '?', '#']).map_or(v.len(), |i| s + 3 + i);
+            match v[..authority_end].rfind('@') {
+                Some(at) if at > s => format!("{}***{}", &v[..s + 3], &v[at..]),
+                _ => v.to_string(),
+            }
+        }
         _ => v.to_string(),
     }
 }
@@ -109,6 +116,10 @@ fn url(option: &str, v: &str) -> Result<String, ConfigError> {
     }
     if parsed.host_str().is_none() {
         return err(option, format!("'{}' has no host", shown));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        // Options are displayed and shipped by runners: credentials belong in files or variables.
+        return err(option, "credentials in the URL are not accepted; use --prometheusBasicAuthUser with --prometheusBasicAuthPasswordFile or --prometheusBasicAuthPasswordEnv");
     }
     Ok(v.to_string())
 }

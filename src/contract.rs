@@ -35,11 +35,14 @@ impl std::error::Error for DecodeError {}
 pub(crate) struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
+    /// Bytes that string references may still copy: a small buffer referencing one long string
+    /// many times must not be able to claim gigabytes.
+    copy_budget: usize,
 }
 
 impl<'a> Reader<'a> {
     pub(crate) fn new(buf: &'a [u8]) -> Self {
-        Reader { buf, pos: 0 }
+        Reader { buf, pos: 0, copy_budget: buf.len().saturating_mul(64).saturating_add(1 << 20) }
     }
 
     fn err<T>(&self, message: impl Into<String>) -> Result<T, DecodeError> {
@@ -142,7 +145,11 @@ pub fn decode(buf: &[u8]) -> Result<Snapshot, DecodeError> {
 fn string_ref(r: &mut Reader<'_>, strings: &[String]) -> Result<String, DecodeError> {
     let i = r.u32()? as usize;
     match strings.get(i) {
-        Some(s) => Ok(s.clone()),
+        Some(s) if s.len() <= r.copy_budget => {
+            r.copy_budget -= s.len();
+            Ok(s.clone())
+        }
+        Some(_) => r.err("string references would copy more than 64 times the buffer's size"),
         None => r.err(format!("string index {} out of range ({} strings)", i, strings.len())),
     }
 }

@@ -128,7 +128,9 @@ pub struct Exporter {
     /// for timestamp" when a value differs.
     /// Held from stamping to queueing, so concurrent exports queue in timestamp order.
     last_time_ms: Mutex<i64>,
-    closed: Mutex<bool>,
+    /// Read-held for a whole export, write-taken by close: nothing is queued after the final
+    /// staleness markers or group deletion, nor on a lane whose worker has ended.
+    closed: std::sync::RwLock<bool>,
 }
 
 fn now_ms() -> i64 {
@@ -170,7 +172,7 @@ impl Exporter {
             lanes,
             last_series: Mutex::new(Vec::new()),
             last_time_ms: Mutex::new(i64::MIN),
-            closed: Mutex::new(false),
+            closed: std::sync::RwLock::new(false),
         })
     }
 
@@ -195,7 +197,9 @@ impl Exporter {
     }
 
     pub fn export(&self, snapshot: &Snapshot) {
-        if *lock(&self.closed) {
+        let closed = self.closed.read().unwrap_or_else(|p| p.into_inner());
+        if *closed {
+            drop(closed);
             log::warn!("metrics exported after the exporter was closed are ignored");
             return;
         }
@@ -357,7 +361,7 @@ impl Exporter {
     /// most `timeout` for the queues; what is still queued then is dropped and counted.
     pub fn close(&self, timeout: Duration) -> bool {
         {
-            let mut closed = lock(&self.closed);
+            let mut closed = self.closed.write().unwrap_or_else(|p| p.into_inner());
             if *closed {
                 return true;
             }
@@ -415,12 +419,13 @@ fn worker(lane: &Lane, shared: &Shared) {
                     if st.jobs.is_empty() || now >= deadline {
                         let left: u64 = st.jobs.iter().map(|j| j.samples).sum();
                         st.abandoned |= !st.jobs.is_empty();
+                        st.jobs.clear();
+                        lane.cv.notify_all();
+                        drop(st);
                         if left > 0 {
                             stats.samples_dropped.fetch_add(left, Relaxed);
                             log::warn!("exporter closed with {} samples undelivered ({:?})", left, lane.target);
                         }
-                        st.jobs.clear();
-                        lane.cv.notify_all();
                         return;
                     }
                 }
@@ -449,6 +454,9 @@ fn worker(lane: &Lane, shared: &Shared) {
         if let Outcome::Retry { why, .. } | Outcome::Reject(why) = &outcome {
             *lock(&shared.last_error) = Some(format!("{:?}: {}", lane.target, why));
         }
+        // Records go to Java (SLF4J): they are logged once the lane is unlocked, so a slow
+        // appender never holds up writeMetrics.
+        let mut logs: Vec<(log::Level, String)> = Vec::new();
         let mut st = lock(&lane.state);
         st.busy = false;
         match outcome {
@@ -461,14 +469,14 @@ fn worker(lane: &Lane, shared: &Shared) {
                 stats.last_success_ms.store(now_ms(), Relaxed);
                 if st.failing {
                     st.failing = false;
-                    log::info!("{:?}: delivering again", lane.target);
+                    logs.push((log::Level::Info, format!("{:?}: delivering again", lane.target)));
                 }
             }
             Outcome::Reject(why) => {
                 st.jobs.pop_front();
                 failed.fetch_add(1, Relaxed);
                 stats.samples_rejected.fetch_add(job.samples, Relaxed);
-                log::error!("{:?}: request rejected, not retried; {} samples dropped: {}", lane.target, job.samples, why);
+                logs.push((log::Level::Error, format!("{:?}: request rejected, not retried; {} samples dropped: {}", lane.target, job.samples, why)));
             }
             Outcome::Retry { after, why } => {
                 failed.fetch_add(1, Relaxed);
@@ -482,10 +490,10 @@ fn worker(lane: &Lane, shared: &Shared) {
                 if attempts >= shared.cfg.max_attempts {
                     st.jobs.pop_front();
                     stats.samples_rejected.fetch_add(job.samples, Relaxed);
-                    log::error!(
+                    logs.push((log::Level::Error, format!(
                         "{:?}: gave up after {} attempts (--prometheusMaxAttempts); {} samples dropped: {}",
                         lane.target, shared.cfg.max_attempts, job.samples, why
-                    );
+                    )));
                 } else if attempts > 0 {
                     stats.samples_retried.fetch_add(job.samples, Relaxed);
                     let delay = after.unwrap_or_else(|| backoff(&shared.cfg, attempts));
@@ -494,9 +502,9 @@ fn worker(lane: &Lane, shared: &Shared) {
                     }
                     if !st.failing {
                         st.failing = true;
-                        log::warn!("{:?}: delivery failing, retrying in {:?}: {}", lane.target, delay, why);
+                        logs.push((log::Level::Warn, format!("{:?}: delivery failing, retrying in {:?}: {}", lane.target, delay, why)));
                     } else {
-                        log::debug!("{:?}: retry {} in {:?}: {}", lane.target, attempts, delay, why);
+                        logs.push((log::Level::Debug, format!("{:?}: retry {} in {:?}: {}", lane.target, attempts, delay, why)));
                     }
                 }
             }
@@ -506,6 +514,9 @@ fn worker(lane: &Lane, shared: &Shared) {
         }
         drop(st);
         lane.cv.notify_all();
+        for (level, message) in logs {
+            log::log!(level, "{}", message);
+        }
     }
 }
 
@@ -585,13 +596,19 @@ fn send(shared: &Shared, target: Target, request: &Request) -> Outcome {
         return Outcome::Sent;
     }
     let retry_after = resp.headers().get("Retry-After").and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
-    let mut body = resp.text().unwrap_or_default();
-    if body.len() > MAX_LOGGED_BODY {
-        let mut cut = MAX_LOGGED_BODY;
-        while !body.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        body.truncate(cut);
+    if status.is_redirection() {
+        // Redirects are not followed: a POST would turn into a GET that loses the body while
+        // counting as delivered, and headers would reach another host.
+        let to = resp.headers().get("Location").and_then(|v| v.to_str().ok()).unwrap_or("?");
+        return Outcome::Reject(format!("HTTP {}: redirected to {}; set the URL to the final address", status.as_u16(), crate::config::redact_url(to)));
+    }
+    // Only the start of an error body is read: it is for the log, and a server may send megabytes.
+    let mut raw = Vec::with_capacity(MAX_LOGGED_BODY);
+    let _ = std::io::Read::read_to_end(&mut std::io::Read::take(resp, MAX_LOGGED_BODY as u64 + 1), &mut raw);
+    let truncated = raw.len() > MAX_LOGGED_BODY;
+    raw.truncate(MAX_LOGGED_BODY);
+    let mut body = String::from_utf8_lossy(&raw).into_owned();
+    if truncated {
         body.push('…');
     }
     let why = format!("HTTP {}: {}", status.as_u16(), body.trim());

@@ -129,6 +129,7 @@ pub fn build_client(cfg: &Config) -> Result<reqwest::blocking::Client, String> {
         .timeout(cfg.timeout)
         .connect_timeout(cfg.connect_timeout)
         .user_agent(concat!("beam-prometheus/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
         .use_preconfigured_tls(tls_config(cfg)?);
     if let Some(proxy) = &cfg.proxy_url {
         b = b.proxy(reqwest::Proxy::all(proxy.as_str()).map_err(|e| format!("--prometheusProxyUrl: {}", e.without_url()))?);

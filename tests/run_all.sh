@@ -9,15 +9,17 @@ python3 -c 'import prometheus_client' 2>/dev/null || pip install -q prometheus_c
 
 start_servers
 
+cargo_log=$(mktemp /tmp/beamprom-cargo.XXXXXX)
 # --include-ignored: the tests that need the real servers started above run too.
 echo "== cargo test"
 set +e
-cargo test -- --include-ignored 2>&1 | tee /tmp/beamprom-cargo.log
+cargo test -- --include-ignored 2>&1 | tee "$cargo_log"
 cargo_rc=${PIPESTATUS[0]}
 set -e
-rust_passed=$(grep -Eo '[0-9]+ passed' /tmp/beamprom-cargo.log | awk '{s+=$1} END {print s+0}')
-rust_failed=$(grep -Eo '[0-9]+ failed' /tmp/beamprom-cargo.log | awk '{s+=$1} END {print s+0}')
+rust_passed=$(grep -Eo '[0-9]+ passed' "$cargo_log" | awk '{s+=$1} END {print s+0}')
+rust_failed=$(grep -Eo '[0-9]+ failed' "$cargo_log" | awk '{s+=$1} END {print s+0}')
 echo "== gradle test e2eTest"
+rm -rf java/build/test-results   # only this run's results are counted
 set +e
 (cd java && gradle --no-daemon -q test e2eTest --continue)
 gradle_rc=$?

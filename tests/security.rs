@@ -168,3 +168,32 @@ fn urls_with_credentials_are_redacted_in_messages() {
     let e = Config::from_pairs(&opts("ftp://user:hunter2@host/x", &[])).unwrap_err();
     assert!(!e.0.contains("hunter2") && e.0.starts_with("--prometheusRemoteWriteUrl:"), "{}", e);
 }
+
+#[test]
+fn credentials_in_urls_are_refused_and_redacted_up_to_the_last_at() {
+    assert_eq!(redact_url("https://u:p@ss@host:9090/w"), "https://***@host:9090/w");
+    let e = Config::from_pairs(&opts("https://user:p@ss@host/api/v1/write", &[])).unwrap_err();
+    assert!(e.0.starts_with("--prometheusRemoteWriteUrl:") && e.0.contains("--prometheusBasicAuth"), "{}", e);
+    assert!(!e.0.contains("p@ss") && !e.0.contains("ss@host"), "{}", e);
+}
+
+#[test]
+fn redirects_are_not_followed_and_count_as_rejected() {
+    let server = Server::start(|req, _| {
+        if req.path == "/w" {
+            Reply::Status(301, vec![("Location".into(), "/elsewhere".into())], String::new())
+        } else {
+            ok()
+        }
+    });
+    let ex = Exporter::new(Config::from_pairs(&opts(&server.url("/w"), &[("prometheusHeaders.X-Api-Key", "k")])).unwrap()).unwrap();
+    ex.export(&one_counter(1));
+    assert!(ex.flush(Duration::from_secs(10)));
+    std::thread::sleep(Duration::from_millis(200));
+    let r = server.requests();
+    assert_eq!(r.len(), 1, "the redirect was followed: {:?}", r);
+    assert_eq!(stat(&ex, "samples_sent"), 0);
+    assert_eq!(stat(&ex, "samples_rejected"), 1);
+    let err = ex.last_error().unwrap();
+    assert!(err.contains("HTTP 301") && err.contains("/elsewhere"), "{}", err);
+}

@@ -53,8 +53,16 @@ fn requests(mapped: &Mapped, time_ms: i64) -> Vec<WriteRequest> {
 }
 
 /// series + metadata + protobuf + snappy: the bodies of one snapshot.
+/// The exporter's own path: requests of CHUNK samples written straight from the mapping
+/// (`remote_write::encode_samples`), metadata in the first.
 fn encode_mapped(mapped: &Mapped, time_ms: i64) -> Vec<Vec<u8>> {
-    requests(mapped, time_ms).iter().map(remote_write::encode).collect()
+    let samples: Vec<&beam_prometheus::naming::Sample> = mapped.families.iter().flat_map(|f| f.samples.iter()).collect();
+    let metadata = remote_write::metadata(mapped);
+    samples
+        .chunks(CHUNK)
+        .enumerate()
+        .map(|(i, c)| remote_write::encode_samples(c, time_ms, if i == 0 { &metadata } else { &[] }, false))
+        .collect()
 }
 
 struct Timing {

@@ -24,7 +24,8 @@ public final class NativeExporter {
   /** How long closing waits for queued metrics at JVM exit. */
   public static final long SHUTDOWN_FLUSH_MILLIS = 10_000;
 
-  private static final Map<ByteBuffer, Long> HANDLES = new LinkedHashMap<>();
+  /** One native exporter per distinct options, with how many sinks and pollers use it. */
+  private static final Map<ByteBuffer, long[]> HANDLES = new LinkedHashMap<>();
   private static boolean loaded;
 
   private NativeExporter() {}
@@ -105,31 +106,51 @@ public final class NativeExporter {
     }
   }
 
-  /** The shared native exporter for these options; throws IllegalArgumentException naming a bad option. */
-  static synchronized long handleFor(PrometheusExporterOptions options) {
+  /**
+   * The shared native exporter for these options, counted as one more user; throws
+   * IllegalArgumentException naming a bad option.
+   */
+  static synchronized long acquire(PrometheusExporterOptions options) {
     load(options.getPrometheusNativeLibraryPath());
     byte[] encoded = encodeOptions(options);
     ByteBuffer key = ByteBuffer.wrap(encoded);
-    Long handle = HANDLES.get(key);
-    if (handle == null) {
-      handle = create(encoded);
-      HANDLES.put(key, handle);
+    long[] entry = HANDLES.get(key);
+    if (entry == null) {
+      entry = new long[] {create(encoded), 0};
+      HANDLES.put(key, entry);
     }
-    return handle;
+    entry[1]++;
+    return entry[0];
   }
 
-  /** Flushes and closes every exporter of this JVM, each waiting at most {@code timeoutMillis}. */
+  /** One user less; the last one closes the exporter (final delivery, at most timeoutMillis). */
+  static boolean release(long handle, long timeoutMillis) {
+    synchronized (NativeExporter.class) {
+      java.util.Iterator<long[]> it = HANDLES.values().iterator();
+      boolean last = false;
+      while (it.hasNext()) {
+        long[] e = it.next();
+        if (e[0] == handle && --e[1] <= 0) {
+          it.remove();
+          last = true;
+        }
+      }
+      if (!last) {
+        return flush(handle, timeoutMillis);
+      }
+    }
+    return close(handle, timeoutMillis);
+  }
+
+  /** Flushes and closes every exporter of this JVM, all within one {@code timeoutMillis}. */
   public static synchronized boolean closeAll(long timeoutMillis) {
+    long deadline = System.currentTimeMillis() + timeoutMillis;
     boolean all = true;
-    for (Long h : HANDLES.values()) {
-      all &= close(h, timeoutMillis);
+    for (long[] e : HANDLES.values()) {
+      all &= close(e[0], Math.max(0, deadline - System.currentTimeMillis()));
     }
     HANDLES.clear();
     return all;
-  }
-
-  static synchronized void forget(long handle) {
-    HANDLES.values().removeIf(h -> h == handle);
   }
 
   /** The options as the (name, value) pairs the native side parses; names are the option names. */

@@ -43,7 +43,7 @@ public final class PrometheusMetricsPoller implements AutoCloseable {
 
   private PrometheusMetricsPoller(PipelineResult result, PrometheusExporterOptions options, boolean active) {
     this.result = result;
-    this.handle = active ? NativeExporter.handleFor(options) : 0;
+    this.handle = active ? NativeExporter.acquire(options) : 0;
     if (!active) {
       this.scheduler = null;
       this.finished = true;
@@ -101,7 +101,7 @@ public final class PrometheusMetricsPoller implements AutoCloseable {
 
   private void exportNow() {
     synchronized (lock) {
-      if (handle == 0) {
+      if (handle == 0 || finished) {
         return;
       }
       NativeExporter.export(
@@ -120,7 +120,8 @@ public final class PrometheusMetricsPoller implements AutoCloseable {
       finished = true;
     }
     scheduler.shutdown();
-    NativeExporter.flush(handle, NativeExporter.SHUTDOWN_FLUSH_MILLIS);
+    // Delivered (or the wait bounded), and the exporter closed if no one else uses it.
+    NativeExporter.release(handle, NativeExporter.SHUTDOWN_FLUSH_MILLIS);
   }
 
   /** Stops polling after a final export. The exporter stays open for other users of the same options. */

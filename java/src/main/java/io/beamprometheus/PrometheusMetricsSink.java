@@ -12,10 +12,11 @@ import org.apache.beam.sdk.metrics.MetricsSink;
  */
 public class PrometheusMetricsSink implements MetricsSink, AutoCloseable {
   private final long handle;
+  private boolean closed;
 
   /** The constructor MetricsPusher calls; bad options fail here, naming the option. */
   public PrometheusMetricsSink(MetricsOptions options) {
-    this.handle = NativeExporter.handleFor(options.as(PrometheusExporterOptions.class));
+    this.handle = NativeExporter.acquire(options.as(PrometheusExporterOptions.class));
   }
 
   @Override
@@ -45,13 +46,16 @@ public class PrometheusMetricsSink implements MetricsSink, AutoCloseable {
   }
 
   /**
-   * Final delivery (staleness markers and the group deletion, when configured) waiting at most
-   * {@link NativeExporter#SHUTDOWN_FLUSH_MILLIS}. Closes the exporter shared by sinks with the
-   * same options. Without it, JVM shutdown does the same.
+   * Releases this sink's share of the exporter that sinks and pollers with equal options share;
+   * the last one closes it: final delivery (staleness markers and the group deletion, when
+   * configured) waiting at most {@link NativeExporter#SHUTDOWN_FLUSH_MILLIS}. Without it, JVM
+   * shutdown does the same. Idempotent.
    */
   @Override
-  public void close() {
-    NativeExporter.forget(handle);
-    NativeExporter.close(handle, NativeExporter.SHUTDOWN_FLUSH_MILLIS);
+  public synchronized void close() {
+    if (!closed) {
+      closed = true;
+      NativeExporter.release(handle, NativeExporter.SHUTDOWN_FLUSH_MILLIS);
+    }
   }
 }

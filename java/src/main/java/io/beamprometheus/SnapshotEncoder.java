@@ -125,11 +125,18 @@ public final class SnapshotEncoder {
     double sum = h.getMean() * h.getTotalCount();
     w.f64(Double.isNaN(sum) ? 0 : sum);
     w.u32(n + 2);
-    double upper = type.getRangeFrom();
-    w.f64(upper);
+    double from = type.getRangeFrom();
+    w.f64(from);
     w.i64(h.getBottomBucketCount());
+    double sizes = 0;
     for (int i = 0; i < n; i++) {
-      upper += type.getBucketSize(i);
+      sizes += type.getBucketSize(i);
+      // Linear bounds computed directly (start + width * (i + 1)): summing widths would drift
+      // (0.1 + 0.1 + 0.1 = 0.30000000000000004) and give odd `le` values.
+      double upper =
+          type instanceof HistogramData.LinearBuckets
+              ? from + ((HistogramData.LinearBuckets) type).getWidth() * (i + 1)
+              : from + sizes;
       w.f64(upper);
       w.i64(h.getCount(i));
     }

@@ -8,7 +8,7 @@ public final class JniProbe {
   private JniProbe() {}
 
   public static long handle(PrometheusExporterOptions options) {
-    return NativeExporter.handleFor(options);
+    return NativeExporter.acquire(options);
   }
 
   public static void export(long handle, byte[] snapshot) {

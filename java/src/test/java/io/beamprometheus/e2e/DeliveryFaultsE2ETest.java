@@ -62,7 +62,7 @@ public class DeliveryFaultsE2ETest {
       Map<String, Long> during = sink.stats();
       assertTrue(during.toString(), during.get("requests_failed") > 0 && during.get("samples_sent") == 0);
       System.out.println("writeMetrics during the outage: worst " + worstNanos / 1000 + " us");
-      assertTrue("writeMetrics took " + worstNanos / 1_000_000 + " ms during the outage", worstNanos < 200_000_000L);
+      assertTrue("writeMetrics took " + worstNanos / 1_000_000 + " ms during the outage", worstNanos < 1_000_000_000L);
       proxy.mode(FaultProxy.Mode.FORWARD);
       assertTrue("not delivered after recovery: " + sink.stats(), sink.flush(30_000));
       awaitValue(Servers.prometheus(), "beam_out_total{job=\"" + job + "\"}", 5, 30);
@@ -82,7 +82,7 @@ public class DeliveryFaultsE2ETest {
       long t0 = System.nanoTime();
       sink.writeMetrics(PushgatewayLifecycleE2ETest.counters("hang", "1"));
       long callNanos = System.nanoTime() - t0;
-      assertTrue("writeMetrics took " + callNanos / 1_000_000 + " ms", callNanos < 200_000_000L);
+      assertTrue("writeMetrics took " + callNanos / 1_000_000 + " ms", callNanos < 1_000_000_000L);
       // The 1.5 s request timeout fires; the request is retried, not lost.
       long deadline = System.currentTimeMillis() + 10_000;
       while (sink.stats().get("requests_failed") == 0 && System.currentTimeMillis() < deadline) {

@@ -250,4 +250,25 @@ public class RestartE2ETest {
     // Without the marker the series would stay in instant queries for 5 minutes.
     await("beam_ending_total{job=\"" + job + "\"}", List::isEmpty, 15);
   }
+
+  @Test
+  public void closingOneSinkLeavesAnotherWithTheSameOptionsWorking() throws Exception {
+    String job = "shared_" + System.nanoTime();
+    String[] args = {"--prometheusRemoteWriteUrl=" + Servers.remoteWriteUrl(), "--prometheusJobName=" + job, "--prometheusSelfMetrics=false"};
+    PrometheusMetricsSink a = new PrometheusMetricsSink(PipelineOptionsFactory.fromArgs(args).create().as(MetricsOptions.class));
+    PrometheusMetricsSink b = new PrometheusMetricsSink(PipelineOptionsFactory.fromArgs(args).create().as(MetricsOptions.class));
+    a.writeMetrics(PushgatewayLifecycleE2ETest.counters("shared", "1"));
+    a.close();
+    a.close(); // idempotent: must not release b's share
+    b.writeMetrics(PushgatewayLifecycleE2ETest.counters("shared", "2"));
+    assertTrue(b.flush(10_000));
+    awaitValue(Servers.prometheus(), "beam_shared_total{job=\"" + job + "\"}", 2, 30);
+    b.close();
+    try {
+      b.writeMetrics(PushgatewayLifecycleE2ETest.counters("shared", "3"));
+      org.junit.Assert.fail("writing through a closed exporter succeeded");
+    } catch (IllegalStateException expected) {
+      assertTrue(expected.getMessage(), expected.getMessage().contains("closed"));
+    }
+  }
 }
