@@ -314,6 +314,12 @@ impl Config {
         for secret in basic_auth.iter().map(|(_, s)| s).chain(bearer_token.iter()) {
             secret.read().map_err(ConfigError)?;
         }
+        if remote_write_url.is_some() && pushgateway_url.is_some() && grouping.is_empty() {
+            log::warn!(
+                "exporting both ways with no --prometheusGroupingKey: if the receiver also scrapes the gateway, \
+                 both copies are one series and Prometheus refuses one (\"out of order sample\"); add e.g. {{\"instance\":\"…\"}}"
+            );
+        }
         const_labels.sort();
         Ok(Config {
             remote_write_url,
