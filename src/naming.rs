@@ -201,6 +201,17 @@ impl<'a> Builder<'a> {
         self.texts.entry(s).or_insert_with(|| Arc::from(s)).clone()
     }
 
+    /// Distinct entries in order, at most --prometheusSetCap of them; the rest is counted.
+    fn first_entries<T: Ord>(&mut self, mut entries: Vec<T>) -> Vec<T> {
+        entries.sort();
+        entries.dedup();
+        if entries.len() > self.cfg.set_cap {
+            self.capped += (entries.len() - self.cfg.set_cap) as u64;
+            entries.truncate(self.cfg.set_cap);
+        }
+        entries
+    }
+
     /// The family `name`, created with its help text on first use.
     fn family(&mut self, name: &str, typ: FamilyType, help: impl FnOnce() -> String) -> &mut Family {
         if !self.families.contains_key(name) {
@@ -272,13 +283,7 @@ impl<'a> Builder<'a> {
                 self.family(&name, FamilyType::Gauge, || format!("When Beam gauge {} was last set (Unix seconds)", beam)).samples.push(s);
             }
             Value::StringSet(set) => {
-                let mut entries: Vec<&String> = set.iter().collect();
-                entries.sort();
-                entries.dedup();
-                if entries.len() > cfg.set_cap {
-                    self.capped += (entries.len() - cfg.set_cap) as u64;
-                    entries.truncate(cfg.set_cap);
-                }
+                let entries = self.first_entries(set.iter().collect());
                 let name = n("_string_set_info");
                 let value_label = self.text("value");
                 let samples: Vec<Sample> =
@@ -288,13 +293,7 @@ impl<'a> Builder<'a> {
                 }
             }
             Value::BoundedTrie(paths) => {
-                let mut entries: Vec<(String, bool)> = paths.iter().map(|p| (p.segments.join("/"), p.truncated)).collect();
-                entries.sort();
-                entries.dedup();
-                if entries.len() > cfg.set_cap {
-                    self.capped += (entries.len() - cfg.set_cap) as u64;
-                    entries.truncate(cfg.set_cap);
-                }
+                let entries = self.first_entries(paths.iter().map(|p| (p.segments.join("/"), p.truncated)).collect());
                 let name = n("_bounded_trie_info");
                 let (path_l, trunc_l) = (self.text("path"), self.text("truncated"));
                 let samples: Vec<Sample> = entries
