@@ -8,7 +8,6 @@ import org.apache.beam.sdk.Pipeline;
 import org.apache.beam.sdk.PipelineResult;
 import org.apache.beam.sdk.metrics.MetricsOptions;
 import org.apache.beam.sdk.options.PipelineOptions;
-import org.apache.beam.sdk.options.PipelineOptionsFactory;
 
 /**
  * The demo (./demo.sh): 1,000 elements through a pipeline reporting every metric kind, on the
@@ -16,18 +15,10 @@ import org.apache.beam.sdk.options.PipelineOptionsFactory;
  */
 public final class DemoPipeline {
   public static void main(String[] args) throws Exception {
-    List<String> all =
-        new ArrayList<>(
-            Arrays.asList(
-                "--runner=FlinkRunner",
-                "--flinkMaster=[local]",
-                "--parallelism=1",
-                "--metricsSink=" + PrometheusMetricsSink.class.getName(),
-                "--metricsPushPeriod=1",
-                "--prometheusJobName=beam_prometheus_demo",
-                "--prometheusGroupingKey={\"instance\":\"demo\"}"));
-    all.addAll(Arrays.asList(args));
-    PipelineOptions options = PipelineOptionsFactory.fromArgs(all.toArray(new String[0])).withValidation().create();
+    List<String> extra = new ArrayList<>(Arrays.asList("--prometheusGroupingKey={\"instance\":\"demo\"}"));
+    extra.addAll(Arrays.asList(args));
+    // The same Flink-runner options as the end-to-end tests.
+    PipelineOptions options = FlinkSinkE2ETest.options("beam_prometheus_demo", extra.toArray(new String[0]));
     PipelineResult.State state = MetricsPipelines.everyKind(Pipeline.create(options), 1000).run().waitUntilFinish();
     System.out.println("pipeline " + state);
     // MetricsPusher pushes once more right after the pipeline ends, on its own thread.
