@@ -19,16 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 const SECOND: Duration = Duration::from_secs(1);
 
 fn opts(extra: &[(&str, &str)]) -> Vec<(String, String)> {
-    // Later pairs override earlier ones.
-    let mut p = pairs(&[
-        ("prometheusJobName", "job"),
-        ("prometheusSelfMetrics", "false"),
-        ("prometheusMinBackoffMillis", "10"),
-        ("prometheusMaxBackoffMillis", "50"),
-        ("prometheusTimeoutMillis", "3000"),
-    ]);
-    p.extend(pairs(extra));
-    p
+    quick_opts(extra)
 }
 
 fn exporter(extra: &[(&str, &str)]) -> Exporter {

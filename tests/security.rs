@@ -10,16 +10,9 @@ use common::*;
 use std::time::Duration;
 
 fn opts(url: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
-    let mut p = pairs(&[
-        ("prometheusRemoteWriteUrl", url),
-        ("prometheusJobName", "job"),
-        ("prometheusSelfMetrics", "false"),
-        ("prometheusMinBackoffMillis", "10"),
-        ("prometheusMaxBackoffMillis", "50"),
-        ("prometheusTimeoutMillis", "3000"),
-    ]);
-    p.extend(pairs(extra));
-    p
+    let mut with_url = vec![("prometheusRemoteWriteUrl", url)];
+    with_url.extend_from_slice(extra);
+    quick_opts(&with_url)
 }
 
 fn one_counter(v: i64) -> beam_prometheus::model::Snapshot {

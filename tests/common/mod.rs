@@ -53,6 +53,20 @@ pub fn labels(l: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs(l)
 }
 
+/// Exporter options for tests against the local server: small backoffs and timeouts, no
+/// self-metrics; `extra` pairs come later and so override these.
+pub fn quick_opts(extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut p = pairs(&[
+        ("prometheusJobName", "job"),
+        ("prometheusSelfMetrics", "false"),
+        ("prometheusMinBackoffMillis", "10"),
+        ("prometheusMaxBackoffMillis", "50"),
+        ("prometheusTimeoutMillis", "3000"),
+    ]);
+    p.extend(pairs(extra));
+    p
+}
+
 /// Labels as the mapping holds them (shared texts).
 pub fn text_labels(l: &[(&str, &str)]) -> Vec<(beam_prometheus::naming::Text, beam_prometheus::naming::Text)> {
     l.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect()
