@@ -142,6 +142,84 @@ pub fn decode(buf: &[u8]) -> Result<Snapshot, DecodeError> {
     Ok(Snapshot { time_ms, metrics })
 }
 
+/// Splits a buffer into its structure and its numbers without decoding strings: `skeleton`
+/// becomes the buffer with every number zeroed except what decides which series exist (a
+/// distribution's count > 0, a gauge's set time ≠ 0), `fields` every value's
+/// `Value::fields` in order. Two buffers with equal skeletons map to the same series, so the
+/// exporter maps a snapshot once and refreshes the values of later ones. Returns the time.
+/// Validates only what the walk needs: a skeleton that differs from a decoded one is decoded
+/// in full, and that reports any error.
+pub fn split(buf: &[u8], skeleton: &mut Vec<u8>, fields: &mut Vec<f64>) -> Result<i64, DecodeError> {
+    skeleton.clear();
+    skeleton.extend_from_slice(buf);
+    fields.clear();
+    let mut r = Reader::new(buf);
+    if r.take(4)? != MAGIC {
+        return r.err("bad magic");
+    }
+    let time_ms = r.i64()?;
+    let zero = |skeleton: &mut Vec<u8>, at: usize, keep: Option<bool>| {
+        skeleton[at..at + 8].fill(0);
+        if let Some(k) = keep {
+            skeleton[at + 7] = k as u8;
+        }
+    };
+    zero(skeleton, 4, None);
+    let nstrings = r.count(4)?;
+    for _ in 0..nstrings {
+        let len = r.u32()? as usize;
+        r.take(len)?;
+    }
+    let nmetrics = r.count(18)?;
+    for _ in 0..nmetrics {
+        let kind = r.u8()?;
+        r.take(12)?;
+        let nlabels = r.count(8)?;
+        r.take(nlabels * 8)?;
+        let flags = r.u8()?;
+        for _ in 0..(flags & HAS_ATTEMPTED != 0) as u8 + (flags & HAS_COMMITTED != 0) as u8 {
+            let at = r.pos;
+            let v = match kind {
+                KIND_COUNTER | KIND_DISTRIBUTION | KIND_GAUGE | KIND_HISTOGRAM => value(&mut r, kind, &[])?,
+                KIND_STRING_SET => {
+                    let n = r.count(4)?;
+                    r.take(n * 4)?;
+                    continue;
+                }
+                KIND_BOUNDED_TRIE => {
+                    for _ in 0..r.count(5)? {
+                        let nseg = r.count(4)?;
+                        r.take(nseg * 4 + 1)?;
+                    }
+                    continue;
+                }
+                k => return r.err(format!("unknown metric kind {}", k)),
+            };
+            match &v {
+                Value::Distribution { count, .. } => {
+                    for i in 0..4 {
+                        zero(skeleton, at + 8 * i, (i == 1).then_some(*count > 0));
+                    }
+                }
+                Value::Gauge { timestamp_ms, .. } => {
+                    zero(skeleton, at, None);
+                    zero(skeleton, at + 8, Some(*timestamp_ms != 0));
+                }
+                Value::Histogram(h) => {
+                    zero(skeleton, at, None);
+                    for i in 0..h.buckets.len() {
+                        zero(skeleton, at + 12 + 16 * i + 8, None);
+                    }
+                }
+                _ => zero(skeleton, at, None),
+            }
+            v.fields(fields);
+        }
+    }
+    r.finish()?;
+    Ok(time_ms)
+}
+
 fn string_ref(r: &mut Reader<'_>, strings: &[String]) -> Result<String, DecodeError> {
     let i = r.u32()? as usize;
     match strings.get(i) {

@@ -117,12 +117,27 @@ struct Shared {
     last_error: Mutex<Option<String>>,
 }
 
+/// The newest snapshot's mapping, kept for the next one: runners report the same metrics push
+/// after push, and a snapshot whose structure (`contract::split`'s skeleton) is unchanged only
+/// needs its values refreshed, and its series' encoded labels reused.
+#[derive(Default)]
+struct Cache {
+    /// Of the mapped snapshot; empty when there is none to compare with.
+    skeleton: Vec<u8>,
+    /// The incoming snapshot's skeleton and fields.
+    scratch: Vec<u8>,
+    fields: Vec<f64>,
+    mapped: Mapped,
+    /// Remote-write: every series' encoded labels and the encoded metadata of `mapped`.
+    remote_write: Option<(remote_write::SeriesLabels, Vec<u8>)>,
+    encoder: remote_write::Encoder,
+}
+
 pub struct Exporter {
     shared: Arc<Shared>,
     lanes: Vec<Arc<Lane>>,
-    /// Label sets of the newest remote-write snapshot, for staleness markers at close.
-    /// Kept only with --prometheusStaleOnEnd.
-    last_series: Mutex<Vec<Sample>>,
+    /// Also the series of the newest snapshot, for staleness markers at close.
+    cache: Mutex<Cache>,
     /// Timestamp of the newest remote-written snapshot: each is stamped strictly later, since
     /// runners may push twice within a millisecond and a receiver answers 400 "duplicate sample
     /// for timestamp" when a value differs.
@@ -170,7 +185,7 @@ impl Exporter {
         Ok(Exporter {
             shared,
             lanes,
-            last_series: Mutex::new(Vec::new()),
+            cache: Mutex::new(Cache::default()),
             last_time_ms: Mutex::new(i64::MIN),
             closed: std::sync::RwLock::new(false),
         })
@@ -191,20 +206,51 @@ impl Exporter {
 
     /// Decodes a buffer from the Java side and queues it; returns once queued.
     pub fn export_bytes(&self, buf: &[u8]) -> Result<(), DecodeError> {
-        let snapshot = contract::decode(buf)?;
-        self.export(&snapshot);
-        Ok(())
-    }
-
-    pub fn export(&self, snapshot: &Snapshot) {
         let closed = self.closed.read().unwrap_or_else(|p| p.into_inner());
         if *closed {
             drop(closed);
             log::warn!("metrics exported after the exporter was closed are ignored");
-            return;
+            return Ok(());
         }
-        let mut mapped = naming::map(snapshot, &self.shared.cfg.naming);
+        let mut cache = lock(&self.cache);
+        let c = &mut *cache;
+        let time_ms = match contract::split(buf, &mut c.scratch, &mut c.fields) {
+            Ok(time_ms) if !c.skeleton.is_empty() && c.scratch == c.skeleton => {
+                c.mapped.refresh(&c.fields, &self.self_metric_values());
+                time_ms
+            }
+            split => {
+                let snapshot = contract::decode(buf)?;
+                self.remap(c, &snapshot);
+                if split.is_ok() {
+                    std::mem::swap(&mut c.skeleton, &mut c.scratch);
+                }
+                snapshot.time_ms
+            }
+        };
+        self.deliver(c, time_ms);
+        Ok(())
+    }
+
+    /// Queues a snapshot as the Java side would send it (tests, benchmarks).
+    pub fn export(&self, snapshot: &Snapshot) {
+        if let Err(e) = self.export_bytes(&contract::encode(snapshot)) {
+            log::error!("{}", e);
+        }
+    }
+
+    fn remap(&self, c: &mut Cache, snapshot: &Snapshot) {
+        c.mapped = naming::map(snapshot, &self.shared.cfg.naming);
+        if self.shared.cfg.export_self_metrics {
+            self.add_self_metrics(&mut c.mapped);
+        }
+        c.skeleton.clear();
+        c.remote_write = None;
+    }
+
+    fn deliver(&self, c: &mut Cache, time_ms: i64) {
         let stats = &self.shared.stats;
+        let mapped = &c.mapped;
         if mapped.capped > 0 {
             stats.entries_capped.fetch_add(mapped.capped, Relaxed);
             log::warn!(
@@ -217,15 +263,12 @@ impl Exporter {
             stats.series_deduplicated.fetch_add(mapped.duplicates, Relaxed);
             log::warn!("{} series mapped onto series already exported and were dropped", mapped.duplicates);
         }
-        if self.shared.cfg.export_self_metrics {
-            self.add_self_metrics(&mut mapped);
-        }
         for lane in &self.lanes {
             match lane.target {
-                Target::RemoteWrite => self.queue_remote_write(lane, &mapped, snapshot.time_ms),
+                Target::RemoteWrite => self.queue_remote_write(lane, c, time_ms, false),
                 Target::Pushgateway => {
-                    let body = pushgateway::render(&mapped, &self.grouping_labels());
-                    let samples = mapped.sample_count() as u64;
+                    let body = pushgateway::render(&c.mapped, &self.grouping_labels());
+                    let samples = c.mapped.sample_count() as u64;
                     self.queue_push(lane, Request::Push(Arc::new(body)), samples);
                 }
             }
@@ -238,27 +281,29 @@ impl Exporter {
         v
     }
 
-    fn queue_remote_write(&self, lane: &Lane, mapped: &Mapped, time_ms: i64) {
+    /// Queues the mapped snapshot (or, with `stale`, staleness markers for its series).
+    fn queue_remote_write(&self, lane: &Lane, c: &mut Cache, time_ms: i64, stale: bool) {
         let mut last = lock(&self.last_time_ms);
         let time_ms = time_ms.max(last.saturating_add(1));
         *last = time_ms;
-        let samples: Vec<&Sample> = mapped.families.iter().flat_map(|f| f.samples.iter()).collect();
-        if self.shared.cfg.stale_on_close {
-            *lock(&self.last_series) = samples.iter().map(|s| (*s).clone()).collect();
-        }
-        let metadata = remote_write::metadata(mapped);
-        let jobs: Vec<Job> = samples
+        let Cache { mapped, remote_write: rw, encoder, .. } = c;
+        let samples = || mapped.families.iter().flat_map(|f| f.samples.iter());
+        let (labels, metadata) = rw.get_or_insert_with(|| {
+            (remote_write::SeriesLabels::new(samples()), remote_write::metadata_bytes(&remote_write::metadata(mapped)))
+        });
+        let values: Vec<f64> = samples().map(|s| s.value).collect();
+        let jobs: Vec<Job> = values
             .chunks(self.shared.cfg.max_samples_per_request)
             .enumerate()
-            // Metadata rides with the first request of each snapshot.
-            .map(|(i, chunk)| self.remote_write_job(chunk, time_ms, if i == 0 { &metadata } else { &[] }, false))
+            .map(|(i, chunk)| {
+                let first = i * self.shared.cfg.max_samples_per_request;
+                // Metadata rides with the first request of each snapshot.
+                let meta: &[u8] = if i == 0 && !stale { metadata } else { &[] };
+                let body = encoder.encode(labels, first, chunk.iter().copied(), time_ms, meta, stale);
+                Job { request: Request::RemoteWrite(Arc::new(body)), samples: chunk.len() as u64, attempts: 0, not_before: Instant::now() }
+            })
             .collect();
         self.enqueue_bounded(lane, jobs);
-    }
-
-    fn remote_write_job(&self, samples: &[&Sample], time_ms: i64, metadata: &[remote_write::MetricMetadata], stale: bool) -> Job {
-        let body = remote_write::encode_samples(samples, time_ms, metadata, stale);
-        Job { request: Request::RemoteWrite(Arc::new(body)), samples: samples.len() as u64, attempts: 0, not_before: Instant::now() }
     }
 
     /// Queues remote-write jobs, dropping the oldest queued ones beyond --prometheusMaxBufferedSamples.
@@ -307,6 +352,23 @@ impl Exporter {
         lane.cv.notify_all();
     }
 
+    /// The self-metrics' sample values, in `stats_names` order; none when they are off.
+    fn self_metric_values(&self) -> Vec<f64> {
+        if !self.shared.cfg.export_self_metrics {
+            return Vec::new();
+        }
+        let v = self.shared.stats.values();
+        stats_names()
+            .iter()
+            .zip(v)
+            .map(|(stat, v)| match *stat {
+                "last_success_ms" => v as f64 / 1000.0,
+                "last_latency_us" => v as f64 / 1e6,
+                _ => v as f64,
+            })
+            .collect()
+    }
+
     fn add_self_metrics(&self, mapped: &mut Mapped) {
         let cfg = &self.shared.cfg.naming;
         // The same label rules as naming::map: values capped, empty values left out.
@@ -315,7 +377,7 @@ impl Exporter {
         labels.push(("job".into(), naming::label_value(&cfg.job).into()));
         labels.retain(|(_, v)| !v.is_empty());
         labels.sort();
-        let v = self.shared.stats.values();
+        let v = self.self_metric_values();
         let names = stats_names();
         for (i, stat) in names.iter().enumerate() {
             let (typ, name, help) = match *stat {
@@ -324,13 +386,9 @@ impl Exporter {
                 "last_latency_us" => (FamilyType::Gauge, "exporter_last_request_duration_seconds".to_string(), "Duration of the exporter's last request"),
                 s => (FamilyType::Counter, format!("exporter_{}_total", s), "beam-prometheus exporter activity, see README (Self-metrics)"),
             };
-            let value = match *stat {
-                "last_success_ms" => v[i] as f64 / 1000.0,
-                "last_latency_us" => v[i] as f64 / 1e6,
-                _ => v[i] as f64,
-            };
             let full = if cfg.prefix.is_empty() { name } else { format!("{}_{}", cfg.prefix, name) };
-            let sample = Sample { name: full.as_str().into(), labels: labels.clone(), value };
+            let sample =
+                Sample { name: full.as_str().into(), labels: labels.clone(), value: v[i], source: naming::Source::Stat(i as u32) };
             match mapped.families.binary_search_by(|f| f.name.as_str().cmp(&full)) {
                 Ok(at) => mapped.families[at].samples.push(sample),
                 Err(at) => mapped.families.insert(
@@ -371,15 +429,8 @@ impl Exporter {
         for lane in &self.lanes {
             match lane.target {
                 Target::RemoteWrite if cfg.stale_on_close => {
-                    let now = {
-                        let mut last = lock(&self.last_time_ms);
-                        *last = now_ms().max(last.saturating_add(1));
-                        *last
-                    };
-                    let series = std::mem::take(&mut *lock(&self.last_series));
-                    let refs: Vec<&Sample> = series.iter().collect();
-                    let jobs = refs.chunks(cfg.max_samples_per_request).map(|c| self.remote_write_job(c, now, &[], true)).collect();
-                    self.enqueue_bounded(lane, jobs);
+                    let mut cache = lock(&self.cache);
+                    self.queue_remote_write(lane, &mut cache, now_ms(), true);
                 }
                 Target::Pushgateway if cfg.delete_on_end => {
                     let mut st = lock(&lane.state);

@@ -74,6 +74,32 @@ impl Value {
     }
 }
 
+impl Value {
+    /// The numbers this value gives its series, in a fixed order: counter [value]; distribution
+    /// [sum, count, min, max]; gauge [value, seconds when set]; histogram [sum, cumulative count
+    /// of each bucket]; none for string sets and tries (their data is in labels). The mapping
+    /// takes every sample value from here, so a later snapshot of the same structure can refresh
+    /// a mapping by position (`naming::Mapped::refresh`).
+    pub fn fields(&self, out: &mut Vec<f64>) {
+        match self {
+            Value::Counter(c) => out.push(*c as f64),
+            Value::Distribution { sum, count, min, max } => {
+                out.extend([*sum as f64, *count as f64, *min as f64, *max as f64])
+            }
+            Value::Gauge { value, timestamp_ms } => out.extend([*value as f64, *timestamp_ms as f64 / 1000.0]),
+            Value::StringSet(_) | Value::BoundedTrie(_) => {}
+            Value::Histogram(h) => {
+                out.push(h.sum);
+                let mut cumulative: i64 = 0;
+                for (_, c) in &h.buckets {
+                    cumulative = cumulative.saturating_add(*c);
+                    out.push(cumulative as f64);
+                }
+            }
+        }
+    }
+}
+
 impl Metric {
     pub fn kind(&self) -> Option<Kind> {
         self.attempted.as_ref().or(self.committed.as_ref()).map(Value::kind)

@@ -51,6 +51,25 @@ pub struct Sample {
     /// Sorted by name, names unique, values non-empty; `__name__` is not included.
     pub labels: Vec<(Text, Text)>,
     pub value: f64,
+    /// Where `value` comes from, so that the next snapshot of the same structure refreshes it.
+    pub source: Source,
+}
+
+impl Sample {
+    pub fn new(name: Text, labels: Vec<(Text, Text)>, value: f64) -> Sample {
+        Sample { name, labels, value, source: Source::Const(value) }
+    }
+}
+
+/// The origin of a sample's value.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Source {
+    /// Index into the snapshot's fields: every metric's attempted then committed
+    /// `Value::fields`, in metric order (as `contract::split` lists them).
+    Field(u32),
+    /// Index into the exporter's self-metric values.
+    Stat(u32),
+    Const(f64),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -75,6 +94,18 @@ pub struct Mapped {
 impl Mapped {
     pub fn sample_count(&self) -> usize {
         self.families.iter().map(|f| f.samples.len()).sum()
+    }
+
+    /// Takes every value from a snapshot of the same structure as the mapped one (equal
+    /// `contract::split` skeletons): its fields, and the exporter's self-metric values.
+    pub fn refresh(&mut self, fields: &[f64], stats: &[f64]) {
+        for s in self.families.iter_mut().flat_map(|f| f.samples.iter_mut()) {
+            s.value = match s.source {
+                Source::Field(i) => fields.get(i as usize).copied().unwrap_or(f64::NAN),
+                Source::Stat(i) => stats.get(i as usize).copied().unwrap_or(f64::NAN),
+                Source::Const(v) => v,
+            };
+        }
     }
 }
 
@@ -194,6 +225,8 @@ struct Builder<'a> {
     /// Constant labels and `job`, the same on every series.
     fixed: Vec<(Text, Text)>,
     capped: u64,
+    /// The snapshot's fields (see `Source::Field`).
+    fields: Vec<f64>,
 }
 
 impl<'a> Builder<'a> {
@@ -221,7 +254,14 @@ impl<'a> Builder<'a> {
         self.families.get_mut(name).expect("inserted above")
     }
 
-    fn metric(&mut self, m: &'a Metric, value: &'a Value, result: &'static str, disambiguate: bool, stem: &str) {
+    /// A sample whose value is field `at` of the snapshot.
+    fn field(&self, name: &Text, labels: Vec<(Text, Text)>, at: usize) -> Sample {
+        let value = self.fields.get(at).copied().unwrap_or(f64::NAN);
+        Sample { name: name.clone(), labels, value, source: Source::Field(at as u32) }
+    }
+
+    /// `value`'s fields start at index `at` of the snapshot's fields.
+    fn metric(&mut self, m: &'a Metric, value: &'a Value, at: usize, result: &'static str, disambiguate: bool, stem: &str) {
         let cfg = self.cfg;
         let key = &m.key;
         let mut base: Vec<(Text, Text)> = Vec::with_capacity(self.fixed.len() + 5 + key.labels.len());
@@ -246,40 +286,40 @@ impl<'a> Builder<'a> {
         base.retain(|(_, v)| !v.is_empty());
         base.sort();
         let n = |suffix: &str| -> Text { Arc::from(concat(stem, suffix)) };
-        let plain = |name: &Text, v: f64, base: &[(Text, Text)]| Sample { name: name.clone(), labels: base.to_vec(), value: v };
         let beam = &key.name;
+        // Field offsets follow `Value::fields`.
         match value {
-            Value::Counter(c) => {
+            Value::Counter(_) => {
                 let name = n("_total");
                 // The only series of this metric: it takes the labels instead of a copy.
-                let s = Sample { name: name.clone(), labels: base, value: *c as f64 };
+                let s = self.field(&name, base, at);
                 self.family(&name, FamilyType::Counter, || format!("Beam counter {}", beam)).samples.push(s);
             }
-            Value::Distribution { sum, count, min, max } => {
+            Value::Distribution { count, .. } => {
                 let fam = concat(stem, "_distribution");
-                let (sum_s, count_s) = (plain(&n("_distribution_sum"), *sum as f64, &base), plain(&n("_distribution_count"), *count as f64, &base));
+                let (sum_s, count_s) = (self.field(&n("_distribution_sum"), base.clone(), at), self.field(&n("_distribution_count"), base.clone(), at + 1));
                 let f = self.family(&fam, FamilyType::Summary, || format!("Beam distribution {}", beam));
                 f.samples.push(sum_s);
                 f.samples.push(count_s);
                 // Beam reports an empty distribution as min=Long.MAX_VALUE, max=Long.MIN_VALUE.
                 if *count > 0 {
-                    for (suffix, v, what) in [("_distribution_min", min, "minimum"), ("_distribution_max", max, "maximum")] {
+                    for (suffix, k, what) in [("_distribution_min", 2, "minimum"), ("_distribution_max", 3, "maximum")] {
                         let name = n(suffix);
-                        let s = plain(&name, *v as f64, &base);
+                        let s = self.field(&name, base.clone(), at + k);
                         self.family(&name, FamilyType::Gauge, || format!("Beam distribution {} ({})", beam, what)).samples.push(s);
                     }
                 }
             }
-            Value::Gauge { value, timestamp_ms } => {
+            Value::Gauge { timestamp_ms, .. } => {
                 // Beam's empty gauge (never set) has timestamp 0: nothing to report yet.
                 if *timestamp_ms == 0 {
                     return;
                 }
                 let name = n("_gauge");
-                let s = plain(&name, *value as f64, &base);
+                let s = self.field(&name, base.clone(), at);
                 self.family(&name, FamilyType::Gauge, || format!("Beam gauge {}", beam)).samples.push(s);
                 let name = n("_gauge_timestamp_seconds");
-                let s = plain(&name, *timestamp_ms as f64 / 1000.0, &base);
+                let s = self.field(&name, base, at + 1);
                 self.family(&name, FamilyType::Gauge, || format!("When Beam gauge {} was last set (Unix seconds)", beam)).samples.push(s);
             }
             Value::StringSet(set) => {
@@ -311,18 +351,23 @@ impl<'a> Builder<'a> {
                 let bucket = n("_histogram_bucket");
                 let le = self.text("le");
                 let mut samples = Vec::with_capacity(h.buckets.len() + 3);
-                let mut cumulative: i64 = 0;
                 let mut saw_inf = false;
-                for (bound, c) in &h.buckets {
-                    cumulative = cumulative.saturating_add(*c);
+                for (i, (bound, _)) in h.buckets.iter().enumerate() {
                     saw_inf |= *bound == f64::INFINITY;
-                    samples.push(with_extra(&bucket, &base, &[(le.clone(), Arc::from(format_float(*bound)))], cumulative as f64));
+                    let s = with_extra(&bucket, &base, &[(le.clone(), Arc::from(format_float(*bound)))], 0.0);
+                    samples.push(self.field(&s.name, s.labels, at + 1 + i));
                 }
+                // The total is the last cumulative count (a constant 0 without buckets).
+                let total = |b: &Self, name: &Text, labels: Vec<(Text, Text)>| match h.buckets.len() {
+                    0 => Sample::new(name.clone(), labels, 0.0),
+                    n => b.field(name, labels, at + n),
+                };
                 if !saw_inf {
-                    samples.push(with_extra(&bucket, &base, &[(le.clone(), Arc::from("+Inf"))], cumulative as f64));
+                    let s = with_extra(&bucket, &base, &[(le.clone(), Arc::from("+Inf"))], 0.0);
+                    samples.push(total(self, &s.name, s.labels));
                 }
-                samples.push(plain(&n("_histogram_sum"), h.sum, &base));
-                samples.push(plain(&n("_histogram_count"), cumulative as f64, &base));
+                samples.push(self.field(&n("_histogram_sum"), base.clone(), at));
+                samples.push(total(self, &n("_histogram_count"), base));
                 let fam = concat(stem, "_histogram");
                 self.family(&fam, FamilyType::Histogram, || format!("Beam histogram {}", beam)).samples.extend(samples);
             }
@@ -340,7 +385,7 @@ fn with_extra(name: &Text, base: &[(Text, Text)], extra: &[(Text, Text)], value:
     labels.extend_from_slice(base);
     labels.extend(extra.iter().filter(|(_, v)| !v.is_empty()).cloned());
     labels.sort();
-    Sample { name: name.clone(), labels, value }
+    Sample::new(name.clone(), labels, value)
 }
 
 /// A word-at-a-time multiplicative hash (as rustc's FxHash) for the mapping's own maps: keys are
@@ -443,15 +488,29 @@ pub fn map(snapshot: &Snapshot, cfg: &NamingConfig) -> Mapped {
         texts: HashMap::default(),
         fixed,
         capped: 0,
+        fields: Vec::with_capacity(snapshot.metrics.len() * 2),
     };
-    for (m, stem) in snapshot.metrics.iter().zip(&stems) {
+    // Every value's fields, also those not selected, so that field indices depend on the
+    // snapshot alone (as in `contract::split`).
+    let mut at = Vec::with_capacity(snapshot.metrics.len());
+    for m in &snapshot.metrics {
+        let a = b.fields.len();
+        if let Some(v) = &m.attempted {
+            v.fields(&mut b.fields);
+        }
+        at.push((a, b.fields.len()));
+        if let Some(v) = &m.committed {
+            v.fields(&mut b.fields);
+        }
+    }
+    for ((m, stem), (a, c)) in snapshot.metrics.iter().zip(&stems).zip(at) {
         let Some(kind) = m.kind() else { continue };
         let clash = groups[&(kind, stem.as_str(), m.key.namespace.as_str(), m.key.step.as_str())].1;
         if let (true, Some(v)) = (cfg.selection != Selection::Committed, &m.attempted) {
-            b.metric(m, v, "attempted", clash, stem);
+            b.metric(m, v, a, "attempted", clash, stem);
         }
         if let (true, Some(v)) = (cfg.selection != Selection::Attempted, &m.committed) {
-            b.metric(m, v, "committed", clash, stem);
+            b.metric(m, v, c, "committed", clash, stem);
         }
     }
     let mut duplicates = 0u64;

@@ -87,68 +87,145 @@ pub fn series(mapped: &Mapped, timestamp_ms: i64) -> Vec<TimeSeries> {
     out
 }
 
-/// Encodes `samples` as one snappy-compressed `WriteRequest` straight from the mapping, without
-/// building `TimeSeries` (which would copy every label): the same bytes prost writes for
-/// `series()` (proto3 leaves zero values out). `stale` sends Prometheus' staleness marker instead
-/// of each value.
-pub fn encode_samples(samples: &[&crate::naming::Sample], timestamp_ms: i64, metadata: &[MetricMetadata], stale: bool) -> Vec<u8> {
-    use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
-    fn str_field_len(tag_len: usize, s: &str) -> usize {
-        if s.is_empty() { 0 } else { tag_len + encoded_len_varint(s.len() as u64) + s.len() }
+/// Per series, the protobuf of its `Label` messages (`__name__` in its place). They are the same
+/// for every snapshot of one structure, so the exporter builds them once per mapping and a
+/// request costs a copy per series plus its sample.
+#[derive(Debug, Default)]
+pub struct SeriesLabels {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl SeriesLabels {
+    pub fn new<'a>(samples: impl IntoIterator<Item = &'a crate::naming::Sample>) -> SeriesLabels {
+        let mut out = SeriesLabels::default();
+        for s in samples {
+            // Labels sorted by name with __name__ in its place (uppercase names sort before it).
+            let split = s.labels.partition_point(|(k, _)| &**k < "__name__");
+            let labels = s.labels[..split]
+                .iter()
+                .map(|(k, v)| (&**k, &**v))
+                .chain(std::iter::once(("__name__", &*s.name)))
+                .chain(s.labels[split..].iter().map(|(k, v)| (&**k, &**v)));
+            for (k, v) in labels {
+                encode_key(1, WireType::LengthDelimited, &mut out.bytes);
+                encode_varint((str_field_len(k) + str_field_len(v)) as u64, &mut out.bytes);
+                put_str(1, k, &mut out.bytes);
+                put_str(2, v, &mut out.bytes);
+            }
+            out.ends.push(out.bytes.len());
+        }
+        out
     }
-    fn put_str(tag: u32, s: &str, buf: &mut Vec<u8>) {
-        if !s.is_empty() {
-            encode_key(tag, WireType::LengthDelimited, buf);
-            encode_varint(s.len() as u64, buf);
-            buf.extend_from_slice(s.as_bytes());
-        }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
     }
-    let label_len = |k: &str, v: &str| str_field_len(1, k) + str_field_len(1, v);
-    let mut raw = Vec::with_capacity(samples.len() * 160);
-    for s in samples {
-        // Labels sorted by name with __name__ in its place (uppercase names sort before it).
-        let split = s.labels.partition_point(|(k, _)| &**k < "__name__");
-        let labels = s.labels[..split]
-            .iter()
-            .map(|(k, v)| (&**k, &**v))
-            .chain(std::iter::once(("__name__", &*s.name)))
-            .chain(s.labels[split..].iter().map(|(k, v)| (&**k, &**v)));
-        let value = if stale { f64::from_bits(STALE_NAN) } else { wire_value(s.value) };
-        let sample_len = if value != 0.0 || value.is_nan() { 9 } else { 0 }
-            + if timestamp_ms != 0 { 1 + encoded_len_varint(timestamp_ms as u64) } else { 0 };
-        let mut ts_len = 1 + encoded_len_varint(sample_len as u64) + sample_len;
-        for (k, v) in labels.clone() {
-            let l = label_len(k, v);
-            ts_len += 1 + encoded_len_varint(l as u64) + l;
-        }
-        encode_key(1, WireType::LengthDelimited, &mut raw);
-        encode_varint(ts_len as u64, &mut raw);
-        for (k, v) in labels {
-            encode_key(1, WireType::LengthDelimited, &mut raw);
-            encode_varint(label_len(k, v) as u64, &mut raw);
-            put_str(1, k, &mut raw);
-            put_str(2, v, &mut raw);
-        }
-        encode_key(2, WireType::LengthDelimited, &mut raw);
-        encode_varint(sample_len as u64, &mut raw);
-        if value != 0.0 || value.is_nan() {
-            encode_key(1, WireType::SixtyFourBit, &mut raw);
-            raw.extend_from_slice(&value.to_bits().to_le_bytes());
-        }
-        if timestamp_ms != 0 {
-            encode_key(2, WireType::Varint, &mut raw);
-            encode_varint(timestamp_ms as u64, &mut raw);
-        }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
     }
+
+    fn get(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.bytes[start..self.ends[i]]
+    }
+}
+
+use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
+
+fn str_field_len(s: &str) -> usize {
+    if s.is_empty() { 0 } else { 1 + encoded_len_varint(s.len() as u64) + s.len() }
+}
+
+fn put_str(tag: u32, s: &str, buf: &mut Vec<u8>) {
+    // proto3 leaves empty strings out, as prost does.
+    if !s.is_empty() {
+        encode_key(tag, WireType::LengthDelimited, buf);
+        encode_varint(s.len() as u64, buf);
+        buf.extend_from_slice(s.as_bytes());
+    }
+}
+
+/// The metadata part of a `WriteRequest` (field 3), encoded once per mapping.
+pub fn metadata_bytes(metadata: &[MetricMetadata]) -> Vec<u8> {
+    let mut out = Vec::new();
     for m in metadata {
-        prost::encoding::message::encode(3, m, &mut raw);
+        prost::encoding::message::encode(3, m, &mut out);
     }
-    compress(&raw)
+    out
+}
+
+/// Writes snappy-compressed `WriteRequest`s straight from `SeriesLabels`, with its buffers and
+/// snappy state reused from request to request: the same bytes prost writes for `series()`.
+pub struct Encoder {
+    raw: Vec<u8>,
+    compressed: Vec<u8>,
+    snappy: snap::raw::Encoder,
+}
+
+impl Default for Encoder {
+    fn default() -> Self {
+        Encoder { raw: Vec::new(), compressed: Vec::new(), snappy: snap::raw::Encoder::new() }
+    }
+}
+
+impl Encoder {
+    /// One request of the series `first..` of `labels`, one per value, every sample at
+    /// `timestamp_ms`, then `metadata` (from `metadata_bytes`). `stale` sends Prometheus'
+    /// staleness marker instead of each value.
+    pub fn encode(
+        &mut self,
+        labels: &SeriesLabels,
+        first: usize,
+        values: impl IntoIterator<Item = f64>,
+        timestamp_ms: i64,
+        metadata: &[u8],
+        stale: bool,
+    ) -> Vec<u8> {
+        let raw = &mut self.raw;
+        raw.clear();
+        // The sample message: value (fixed64, left out when 0.0) and timestamp (varint, left out when 0).
+        let ts_len = if timestamp_ms != 0 { 1 + encoded_len_varint(timestamp_ms as u64) } else { 0 };
+        for (i, v) in values.into_iter().enumerate() {
+            let label_bytes = labels.get(first + i);
+            let value = if stale { f64::from_bits(STALE_NAN) } else { wire_value(v) };
+            let has_value = value != 0.0 || value.is_nan();
+            let sample_len = if has_value { 9 } else { 0 } + ts_len;
+            let series_len = label_bytes.len() + 1 + encoded_len_varint(sample_len as u64) + sample_len;
+            encode_key(1, WireType::LengthDelimited, raw);
+            encode_varint(series_len as u64, raw);
+            raw.extend_from_slice(label_bytes);
+            encode_key(2, WireType::LengthDelimited, raw);
+            encode_varint(sample_len as u64, raw);
+            if has_value {
+                encode_key(1, WireType::SixtyFourBit, raw);
+                raw.extend_from_slice(&value.to_bits().to_le_bytes());
+            }
+            if timestamp_ms != 0 {
+                encode_key(2, WireType::Varint, raw);
+                encode_varint(timestamp_ms as u64, raw);
+            }
+        }
+        raw.extend_from_slice(metadata);
+        let need = snap::raw::max_compress_len(raw.len());
+        if self.compressed.len() < need {
+            self.compressed.resize(need, 0);
+        }
+        // Only fails for inputs over 4 GiB; requests are capped far below by --prometheusMaxSamplesPerRequest.
+        let n = self.snappy.compress(raw, &mut self.compressed).unwrap_or(0);
+        self.compressed[..n].to_vec()
+    }
+}
+
+/// One snappy-compressed `WriteRequest` of `samples` (see `Encoder`).
+pub fn encode_samples(samples: &[&crate::naming::Sample], timestamp_ms: i64, metadata: &[MetricMetadata], stale: bool) -> Vec<u8> {
+    let labels = SeriesLabels::new(samples.iter().copied());
+    Encoder::default().encode(&labels, 0, samples.iter().map(|s| s.value), timestamp_ms, &metadata_bytes(metadata), stale)
 }
 
 fn compress(raw: &[u8]) -> Vec<u8> {
     let mut out = vec![0; snap::raw::max_compress_len(raw.len())];
-    // Only fails for inputs over 4 GiB; requests are capped far below by --prometheusMaxSamplesPerRequest.
     let n = snap::raw::Encoder::new().compress(raw, &mut out).unwrap_or(0);
     out.truncate(n);
     out

@@ -584,3 +584,53 @@ fn retry_after_values() {
     let d = parse_retry_after(&in_30s).unwrap();
     assert!(d > Duration::from_secs(27) && d <= Duration::from_secs(30), "{:?}", d);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Reusing the previous mapping
+// ---------------------------------------------------------------------------------------------
+
+/// Snapshots alternate between two structures and change values: every request holds exactly
+/// what a fresh mapping of its snapshot gives, with self-metrics refreshed on every push.
+#[test]
+fn reused_mappings_send_what_fresh_ones_would() {
+    let server = Server::start(|_, _| ok());
+    let ex = exporter(&[
+        ("prometheusRemoteWriteUrl", &server.url("/api/v1/write")),
+        ("prometheusSelfMetrics", "true"),
+        ("prometheusMaxSamplesPerRequest", "3"),
+    ]);
+    let a = |v: i64| {
+        snapshot(
+            1000 * v,
+            vec![
+                attempted("ns", "c", "s", Value::Counter(v)),
+                attempted("ns", "d", "s", Value::Distribution { sum: 10 * v, count: v, min: 1, max: v }),
+                attempted("ns", "g", "s", Value::Gauge { value: -v, timestamp_ms: 500 * v }),
+                attempted("ns", "set", "s", Value::StringSet(vec!["x".into()])),
+            ],
+        )
+    };
+    let b = |v: i64| snapshot(1000 * v, vec![attempted("ns", "other", "s", Value::Counter(v))]);
+    let sequence = [a(1), a(2), a(3), b(4), b(5), a(6), a(7)];
+    let cfg = ex.config().naming.clone();
+    for (i, s) in sequence.iter().enumerate() {
+        let before = server.count();
+        ex.export_bytes(&contract::encode(s)).unwrap();
+        assert!(ex.flush(5 * SECOND));
+        let got: Vec<TimeSeries> = server.requests()[before..].iter().flat_map(|r| decode_rw(r).timeseries).collect();
+        let values = |name: &str| -> Vec<f64> {
+            got.iter().filter(|t| label(t, "__name__") == Some(name)).map(|t| t.samples[0].value).collect()
+        };
+        // The pipeline's series: exactly those of a fresh mapping (job label aside: same in both).
+        let fresh = remote_write::series(&beam_prometheus::naming::map(s, &cfg), s.time_ms);
+        let mine: Vec<&TimeSeries> = got.iter().filter(|t| !label(t, "__name__").unwrap().starts_with("beam_exporter_")).collect();
+        assert_eq!(mine.len(), fresh.len(), "push {}", i);
+        for (m, f) in mine.iter().zip(&fresh) {
+            assert_eq!(m.labels, f.labels, "push {}", i);
+            assert_eq!(m.samples[0].value.to_bits(), f.samples[0].value.to_bits(), "push {}: {:?}", i, f.labels);
+        }
+        // Self-metrics carry this push's state: every earlier request was sent.
+        let sent_before: f64 = server.requests()[..before].iter().map(|r| decode_rw(r).timeseries.len() as f64).sum();
+        assert_eq!(values("beam_exporter_samples_sent_total"), vec![sent_before], "push {}", i);
+    }
+}

@@ -16,7 +16,7 @@ fn family(name: &str, typ: FamilyType, help: &str, samples: Vec<Sample>) -> Fami
 }
 
 fn sample(name: &str, l: &[(&str, &str)], value: f64) -> Sample {
-    Sample { name: name.into(), labels: text_labels(l), value }
+    Sample::new(name.into(), text_labels(l), value)
 }
 
 fn mapped(families: Vec<Family>) -> Mapped {

@@ -1,0 +1,147 @@
+//! Reusing a mapping across snapshots (`contract::split` + `Mapped::refresh`): whenever two
+//! buffers have equal skeletons, refreshing the first one's mapping with the second one's
+//! fields must give exactly the mapping of the second. Runners report the same metrics push
+//! after push, so the exporter relies on this on almost every call.
+
+mod common;
+
+use beam_prometheus::contract::{decode, encode, split};
+use beam_prometheus::model::{Snapshot, Value};
+use beam_prometheus::naming::{map, Mapped, Selection};
+use common::*;
+use proptest::prelude::*;
+
+fn skeleton(buf: &[u8]) -> Option<(Vec<u8>, Vec<f64>)> {
+    let (mut sk, mut fields) = (Vec::new(), Vec::new());
+    split(buf, &mut sk, &mut fields).ok().map(|_| (sk, fields))
+}
+
+/// The claim itself, for two valid buffers: equal skeletons ⇒ refresh == map. Returns whether
+/// the skeletons were equal.
+fn check(a: &[u8], b: &[u8], selection: Selection) -> Result<bool, TestCaseError> {
+    let (sa, _) = skeleton(a).expect("a decodable buffer splits");
+    let (sb, fb) = skeleton(b).expect("a decodable buffer splits");
+    if sa != sb {
+        return Ok(false);
+    }
+    let cfg = naming_cfg(selection);
+    let mut reused: Mapped = map(&decode(a).unwrap(), &cfg);
+    reused.refresh(&fb, &[]);
+    let fresh = map(&decode(b).unwrap(), &cfg);
+    // Bit-exact: NaN values must stay the same NaN.
+    let bits = |m: &Mapped| -> Vec<(String, u64)> {
+        m.families.iter().flat_map(|f| f.samples.iter().map(|s| (format!("{}{:?}{:?}", s.name, s.labels, s.source), s.value.to_bits()))).collect()
+    };
+    prop_assert_eq!(bits(&reused), bits(&fresh));
+    prop_assert_eq!(reused.families.len(), fresh.families.len());
+    for (x, y) in reused.families.iter().zip(&fresh.families) {
+        prop_assert_eq!((&x.name, x.typ, &x.help), (&y.name, y.typ, &y.help));
+    }
+    prop_assert_eq!((reused.capped, reused.duplicates), (fresh.capped, fresh.duplicates));
+    Ok(true)
+}
+
+/// New numbers for every value, keeping what decides which series exist.
+fn revalue(s: &Snapshot, seed: i64) -> Snapshot {
+    let mut s = s.clone();
+    s.time_ms = s.time_ms.wrapping_add(seed);
+    let n = |x: i64| x.wrapping_mul(31).wrapping_add(seed);
+    let each = |v: &mut Value| match v {
+        Value::Counter(c) => *c = n(*c),
+        Value::Distribution { sum, count, min, max } => {
+            *sum = n(*sum);
+            *count = if *count > 0 { (n(*count) & 0xffff) + 1 } else { -(n(*count) & 0xffff) };
+            *min = n(*min);
+            *max = n(*max);
+        }
+        Value::Gauge { value, timestamp_ms } => {
+            *value = n(*value);
+            if *timestamp_ms != 0 {
+                *timestamp_ms = (n(*timestamp_ms) & 0xffff_ffff) + 1;
+            }
+        }
+        Value::Histogram(h) => {
+            h.sum += seed as f64;
+            for b in &mut h.buckets {
+                b.1 = n(b.1) % 1000;
+            }
+        }
+        Value::StringSet(_) | Value::BoundedTrie(_) => {}
+    };
+    for m in &mut s.metrics {
+        m.attempted.iter_mut().for_each(each);
+        m.committed.iter_mut().for_each(each);
+    }
+    s
+}
+
+fn selection(i: u8) -> Selection {
+    [Selection::Attempted, Selection::Committed, Selection::Both][i as usize % 3]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1500, ..ProptestConfig::default() })]
+
+    /// New values, same structure: the skeletons are equal and refreshing equals remapping.
+    #[test]
+    fn prop_new_values_refresh_to_the_fresh_mapping(s in arb_snapshot(true, 10), seed in any::<i64>(), sel in 0u8..3) {
+        let (a, b) = (encode(&s), encode(&revalue(&s, seed)));
+        prop_assert!(check(&a, &b, selection(sel))?, "same structure, different skeletons");
+    }
+
+    /// Any single-byte change of a valid buffer: if the result still decodes and the skeleton is
+    /// unchanged, refreshing equals remapping (a change of structure must change the skeleton).
+    #[test]
+    fn prop_every_byte_change_is_caught_or_harmless(s in arb_snapshot(true, 6), pos in any::<prop::sample::Index>(), mask in 1u8..=255, sel in 0u8..3) {
+        let a = encode(&s);
+        let mut b = a.clone();
+        let i = pos.index(b.len());
+        b[i] ^= mask;
+        if decode(&b).is_ok() {
+            check(&a, &b, selection(sel))?;
+        }
+    }
+}
+
+#[test]
+fn structure_changes_change_the_skeleton() {
+    let base = vec![
+        attempted("ns", "c", "s", Value::Counter(1)),
+        attempted("ns", "d", "s", Value::Distribution { sum: 3, count: 2, min: 1, max: 2 }),
+        attempted("ns", "g", "s", Value::Gauge { value: 5, timestamp_ms: 1000 }),
+        attempted("ns", "set", "s", Value::StringSet(vec!["x".into()])),
+    ];
+    let sk = |m: Vec<beam_prometheus::model::Metric>| skeleton(&encode(&snapshot(1, m))).unwrap().0;
+    let same = {
+        let mut m = base.clone();
+        m[0].attempted = Some(Value::Counter(99));
+        m
+    };
+    assert_eq!(sk(base.clone()), sk(same), "a new counter value keeps the structure");
+    let changes: Vec<(&str, Box<dyn Fn(&mut Vec<beam_prometheus::model::Metric>)>)> = vec![
+        ("a renamed metric", Box::new(|m| m[0].key.name = "c2".into())),
+        ("an added metric", Box::new(|m| m.push(attempted("ns", "new", "s", Value::Counter(1))))),
+        ("an empty distribution (no min/max series)", Box::new(|m| m[1].attempted = Some(Value::Distribution { sum: 0, count: 0, min: i64::MAX, max: i64::MIN }))),
+        ("a never-set gauge", Box::new(|m| m[2].attempted = Some(Value::Gauge { value: 0, timestamp_ms: 0 }))),
+        ("a new string-set element", Box::new(|m| m[3].attempted = Some(Value::StringSet(vec!["x".into(), "y".into()])))),
+        ("a committed value", Box::new(|m| m[0].committed = Some(Value::Counter(1)))),
+    ];
+    for (what, change) in changes {
+        let mut m = base.clone();
+        change(&mut m);
+        assert_ne!(sk(base.clone()), sk(m), "{} must change the skeleton", what);
+    }
+}
+
+#[test]
+fn fields_follow_the_values() {
+    let s = snapshot(
+        1,
+        vec![
+            metric("ns", "c", "s", Some(Value::Counter(7)), Some(Value::Counter(6))),
+            attempted("ns", "g", "s", Value::Gauge { value: 5, timestamp_ms: 1500 }),
+        ],
+    );
+    let (_, fields) = skeleton(&encode(&s)).unwrap();
+    assert_eq!(fields, vec![7.0, 6.0, 5.0, 1.5]);
+}
