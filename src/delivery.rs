@@ -8,7 +8,7 @@ use crate::contract::{self, DecodeError};
 use crate::model::Snapshot;
 use crate::naming::{self, Family, FamilyType, Mapped, Sample};
 use crate::pushgateway;
-use crate::remote_write;
+use crate::reuse::MappingCache;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -117,27 +117,12 @@ struct Shared {
     last_error: Mutex<Option<String>>,
 }
 
-/// The newest snapshot's mapping, kept for the next one: runners report the same metrics push
-/// after push, and a snapshot whose structure (`contract::split`'s skeleton) is unchanged only
-/// needs its values refreshed, and its series' encoded labels reused.
-#[derive(Default)]
-struct Cache {
-    /// Of the mapped snapshot; empty when there is none to compare with.
-    skeleton: Vec<u8>,
-    /// The incoming snapshot's skeleton and fields.
-    scratch: Vec<u8>,
-    fields: Vec<f64>,
-    mapped: Mapped,
-    /// Remote-write: every series' encoded labels and the encoded metadata of `mapped`.
-    remote_write: Option<(remote_write::SeriesLabels, Vec<u8>)>,
-    encoder: remote_write::Encoder,
-}
-
 pub struct Exporter {
     shared: Arc<Shared>,
     lanes: Vec<Arc<Lane>>,
-    /// Also the series of the newest snapshot, for staleness markers at close.
-    cache: Mutex<Cache>,
+    /// The newest snapshot's mapping, reused by the next one; also the series that get
+    /// staleness markers at close.
+    cache: Mutex<MappingCache>,
     /// Timestamp of the newest remote-written snapshot: each is stamped strictly later, since
     /// runners may push twice within a millisecond and a receiver answers 400 "duplicate sample
     /// for timestamp" when a value differs.
@@ -185,7 +170,7 @@ impl Exporter {
         Ok(Exporter {
             shared,
             lanes,
-            cache: Mutex::new(Cache::default()),
+            cache: Mutex::new(MappingCache::default()),
             last_time_ms: Mutex::new(i64::MIN),
             closed: std::sync::RwLock::new(false),
         })
@@ -213,22 +198,13 @@ impl Exporter {
             return Ok(());
         }
         let mut cache = lock(&self.cache);
-        let c = &mut *cache;
-        let time_ms = match contract::split(buf, &mut c.scratch, &mut c.fields) {
-            Ok(time_ms) if !c.skeleton.is_empty() && c.scratch == c.skeleton => {
-                c.mapped.refresh(&c.fields, &self.self_metric_values());
-                time_ms
-            }
-            split => {
-                let snapshot = contract::decode(buf)?;
-                self.remap(c, &snapshot);
-                if split.is_ok() {
-                    std::mem::swap(&mut c.skeleton, &mut c.scratch);
-                }
-                snapshot.time_ms
+        let extend = |m: &mut Mapped| {
+            if self.shared.cfg.export_self_metrics {
+                self.add_self_metrics(m)
             }
         };
-        self.deliver(c, time_ms);
+        let (time_ms, _) = cache.update(buf, &self.shared.cfg.naming, extend, &self.self_metric_values())?;
+        self.deliver(&mut cache, time_ms);
         Ok(())
     }
 
@@ -239,18 +215,9 @@ impl Exporter {
         }
     }
 
-    fn remap(&self, c: &mut Cache, snapshot: &Snapshot) {
-        c.mapped = naming::map(snapshot, &self.shared.cfg.naming);
-        if self.shared.cfg.export_self_metrics {
-            self.add_self_metrics(&mut c.mapped);
-        }
-        c.skeleton.clear();
-        c.remote_write = None;
-    }
-
-    fn deliver(&self, c: &mut Cache, time_ms: i64) {
+    fn deliver(&self, c: &mut MappingCache, time_ms: i64) {
         let stats = &self.shared.stats;
-        let mapped = &c.mapped;
+        let mapped = c.mapped();
         if mapped.capped > 0 {
             stats.entries_capped.fetch_add(mapped.capped, Relaxed);
             log::warn!(
@@ -267,8 +234,8 @@ impl Exporter {
             match lane.target {
                 Target::RemoteWrite => self.queue_remote_write(lane, c, time_ms, false),
                 Target::Pushgateway => {
-                    let body = pushgateway::render(&c.mapped, &self.grouping_labels());
-                    let samples = c.mapped.sample_count() as u64;
+                    let body = pushgateway::render(c.mapped(), &self.grouping_labels());
+                    let samples = c.mapped().sample_count() as u64;
                     self.queue_push(lane, Request::Push(Arc::new(body)), samples);
                 }
             }
@@ -282,26 +249,14 @@ impl Exporter {
     }
 
     /// Queues the mapped snapshot (or, with `stale`, staleness markers for its series).
-    fn queue_remote_write(&self, lane: &Lane, c: &mut Cache, time_ms: i64, stale: bool) {
+    fn queue_remote_write(&self, lane: &Lane, c: &mut MappingCache, time_ms: i64, stale: bool) {
         let mut last = lock(&self.last_time_ms);
         let time_ms = time_ms.max(last.saturating_add(1));
         *last = time_ms;
-        let Cache { mapped, remote_write: rw, encoder, .. } = c;
-        let samples = || mapped.families.iter().flat_map(|f| f.samples.iter());
-        let (labels, metadata) = rw.get_or_insert_with(|| {
-            (remote_write::SeriesLabels::new(samples()), remote_write::metadata_bytes(&remote_write::metadata(mapped)))
-        });
-        let values: Vec<f64> = samples().map(|s| s.value).collect();
-        let jobs: Vec<Job> = values
-            .chunks(self.shared.cfg.max_samples_per_request)
-            .enumerate()
-            .map(|(i, chunk)| {
-                let first = i * self.shared.cfg.max_samples_per_request;
-                // Metadata rides with the first request of each snapshot.
-                let meta: &[u8] = if i == 0 && !stale { metadata } else { &[] };
-                let body = encoder.encode(labels, first, chunk.iter().copied(), time_ms, meta, stale);
-                Job { request: Request::RemoteWrite(Arc::new(body)), samples: chunk.len() as u64, attempts: 0, not_before: Instant::now() }
-            })
+        let jobs = c
+            .remote_write_bodies(time_ms, self.shared.cfg.max_samples_per_request, stale)
+            .into_iter()
+            .map(|(body, n)| Job { request: Request::RemoteWrite(Arc::new(body)), samples: n as u64, attempts: 0, not_before: Instant::now() })
             .collect();
         self.enqueue_bounded(lane, jobs);
     }

@@ -10,5 +10,6 @@ pub mod model;
 pub mod naming;
 pub mod pushgateway;
 pub mod remote_write;
+pub mod reuse;
 
 mod jni;

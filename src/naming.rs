@@ -107,6 +107,15 @@ impl Mapped {
             };
         }
     }
+
+    /// Sets only the values of the exporter's own series (`Source::Stat`).
+    pub fn refresh_stats(&mut self, stats: &[f64]) {
+        for s in self.families.iter_mut().flat_map(|f| f.samples.iter_mut()) {
+            if let Source::Stat(i) = s.source {
+                s.value = stats.get(i as usize).copied().unwrap_or(f64::NAN);
+            }
+        }
+    }
 }
 
 /// FNV-1a: stable across runs and platforms, so a capped name is the same on every push.

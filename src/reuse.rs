@@ -1,0 +1,85 @@
+//! Mapping once, refreshing after: runners report the same metrics push after push, so a
+//! snapshot whose structure (`contract::split`'s skeleton) equals the previous one's only needs
+//! new values in the previous mapping, and its series' encoded labels are reused as they are.
+//! tests/refresh.rs checks that a refreshed mapping always equals a fresh one.
+
+use crate::contract::{self, DecodeError};
+use crate::model::Snapshot;
+use crate::naming::{self, Mapped, NamingConfig};
+use crate::remote_write;
+
+#[derive(Default)]
+pub struct MappingCache {
+    /// Of the mapped snapshot; empty when there is none to compare with.
+    skeleton: Vec<u8>,
+    /// The incoming snapshot's skeleton and fields.
+    scratch: Vec<u8>,
+    fields: Vec<f64>,
+    mapped: Mapped,
+    /// Every series' encoded labels and the encoded metadata of `mapped`, built on first use.
+    remote_write: Option<(remote_write::SeriesLabels, Vec<u8>)>,
+    encoder: remote_write::Encoder,
+}
+
+impl MappingCache {
+    /// Maps the snapshot in `buf`, or refreshes the previous mapping when only values changed.
+    /// `extend` adds series of the exporter's own (self-metrics, `naming::Source::Stat`) to a
+    /// new mapping; `stats` are their values. Returns the snapshot's time and whether the
+    /// previous mapping was reused.
+    pub fn update(
+        &mut self,
+        buf: &[u8],
+        cfg: &NamingConfig,
+        extend: impl FnOnce(&mut Mapped),
+        stats: &[f64],
+    ) -> Result<(i64, bool), DecodeError> {
+        match contract::split(buf, &mut self.scratch, &mut self.fields) {
+            Ok(time_ms) if !self.skeleton.is_empty() && self.scratch == self.skeleton => {
+                self.mapped.refresh(&self.fields, stats);
+                Ok((time_ms, true))
+            }
+            split => {
+                let snapshot = contract::decode(buf)?;
+                self.set(&snapshot, cfg, extend, stats);
+                if split.is_ok() {
+                    std::mem::swap(&mut self.skeleton, &mut self.scratch);
+                }
+                Ok((snapshot.time_ms, false))
+            }
+        }
+    }
+
+    /// Maps `snapshot` afresh (nothing to compare the next snapshot with).
+    pub fn set(&mut self, snapshot: &Snapshot, cfg: &NamingConfig, extend: impl FnOnce(&mut Mapped), stats: &[f64]) {
+        self.mapped = naming::map(snapshot, cfg);
+        extend(&mut self.mapped);
+        self.mapped.refresh_stats(stats);
+        self.skeleton.clear();
+        self.remote_write = None;
+    }
+
+    pub fn mapped(&self) -> &Mapped {
+        &self.mapped
+    }
+
+    /// The remote-write bodies of the mapping, at most `per_request` series each, metadata in
+    /// the first; with `stale`, Prometheus' staleness marker as every value and no metadata.
+    /// Each body comes with its number of series.
+    pub fn remote_write_bodies(&mut self, time_ms: i64, per_request: usize, stale: bool) -> Vec<(Vec<u8>, usize)> {
+        let MappingCache { mapped, remote_write: rw, encoder, .. } = self;
+        let samples = || mapped.families.iter().flat_map(|f| f.samples.iter());
+        let (labels, metadata) = rw.get_or_insert_with(|| {
+            (remote_write::SeriesLabels::new(samples()), remote_write::metadata_bytes(&remote_write::metadata(mapped)))
+        });
+        let values: Vec<f64> = samples().map(|s| s.value).collect();
+        values
+            .chunks(per_request.max(1))
+            .enumerate()
+            .map(|(i, chunk)| {
+                let meta: &[u8] = if i == 0 && !stale { metadata } else { &[] };
+                let body = encoder.encode(labels, i * per_request.max(1), chunk.iter().copied(), time_ms, meta, stale);
+                (body, chunk.len())
+            })
+            .collect()
+    }
+}
