@@ -16,6 +16,15 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// The body format of Pushgateway pushes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PushFormat {
+    /// Delimited protobuf `MetricFamily` messages: the gateway parses them about twice as fast.
+    Protobuf,
+    /// Text exposition format 0.0.4.
+    Text,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PushMethod {
     Put,
@@ -52,6 +61,7 @@ pub struct Config {
     /// Pushgateway grouping key besides `job`, in the order given.
     pub grouping: Vec<(String, String)>,
     pub push_method: PushMethod,
+    pub push_format: PushFormat,
     pub delete_on_end: bool,
     /// Total time one HTTP request may take, connect included.
     pub timeout: Duration,
@@ -166,6 +176,7 @@ impl Config {
         let mut selection = Selection::Attempted;
         let mut timeout_ms = defaults::TIMEOUT_MS;
         let mut push_method = PushMethod::Put;
+        let mut push_format = PushFormat::Protobuf;
         let mut delete_on_end = false;
         let mut max_buffered_samples = defaults::MAX_BUFFERED_SAMPLES;
         let mut max_samples_per_request = defaults::MAX_SAMPLES_PER_REQUEST;
@@ -232,6 +243,13 @@ impl Config {
                         "PUT" => PushMethod::Put,
                         "POST" => PushMethod::Post,
                         _ => return err(option, format!("'{}' is not PUT or POST", v)),
+                    }
+                }
+                ("prometheusPushgatewayFormat", None) => {
+                    push_format = match v.to_ascii_uppercase().as_str() {
+                        "PROTOBUF" => PushFormat::Protobuf,
+                        "TEXT" => PushFormat::Text,
+                        _ => return err(option, format!("'{}' is not PROTOBUF or TEXT", v)),
                     }
                 }
                 ("prometheusDeleteOnEnd", None) => delete_on_end = boolean(option, v)?,
@@ -327,6 +345,7 @@ impl Config {
             naming: NamingConfig { prefix, job, const_labels, selection, set_cap },
             grouping,
             push_method,
+            push_format,
             delete_on_end,
             timeout: Duration::from_millis(timeout_ms),
             connect_timeout: Duration::from_millis(timeout_ms.min(defaults::CONNECT_TIMEOUT_MS)),

@@ -3,7 +3,7 @@
 //! ("Delivery and failures"). One thread per destination keeps each series in timestamp order
 //! (a pool of senders could reorder one series) and lets a slow gateway never delay remote-write.
 
-use crate::config::{Config, PushMethod};
+use crate::config::{Config, PushFormat, PushMethod};
 use crate::contract::{self, DecodeError};
 use crate::model::Snapshot;
 use crate::naming::{self, Family, FamilyType, Mapped, Sample};
@@ -26,7 +26,7 @@ enum Target {
 #[derive(Clone, Debug)]
 enum Request {
     RemoteWrite(Arc<Vec<u8>>),
-    Push(Arc<String>),
+    Push(Arc<Vec<u8>>),
     Delete,
 }
 
@@ -234,7 +234,10 @@ impl Exporter {
             match lane.target {
                 Target::RemoteWrite => self.queue_remote_write(lane, c, time_ms, false),
                 Target::Pushgateway => {
-                    let body = pushgateway::render(c.mapped(), &self.grouping_labels());
+                    let body = match self.shared.cfg.push_format {
+                        PushFormat::Protobuf => pushgateway::render_protobuf(c.mapped(), &self.grouping_labels()),
+                        PushFormat::Text => pushgateway::render(c.mapped(), &self.grouping_labels()).into_bytes(),
+                    };
                     let samples = c.mapped().sample_count() as u64;
                     self.queue_push(lane, Request::Push(Arc::new(body)), samples);
                 }
@@ -579,7 +582,11 @@ fn send(shared: &Shared, target: Target, request: &Request) -> Outcome {
                 PushMethod::Put => c.put(url),
                 PushMethod::Post => c.post(url),
             };
-            b.header("Content-Type", pushgateway::CONTENT_TYPE).body(body.as_ref().clone())
+            let content_type = match cfg.push_format {
+                PushFormat::Protobuf => pushgateway::PROTOBUF_CONTENT_TYPE,
+                PushFormat::Text => pushgateway::CONTENT_TYPE,
+            };
+            b.header("Content-Type", content_type).body(body.as_ref().clone())
         }
         (Target::Pushgateway, Request::Delete) => c.delete(shared.group_url.as_deref().unwrap_or_default()),
         (t, r) => return Outcome::Reject(format!("internal error: {:?} request on the {:?} lane", r, t)),

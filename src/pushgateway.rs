@@ -85,6 +85,148 @@ pub fn render(mapped: &Mapped, grouping_labels: &[&str]) -> String {
     out
 }
 
+/// The delimited protobuf exposition format (`io.prometheus.client.MetricFamily`, client_model's
+/// metrics.proto): the gateway parses it in about half the time of the same text body.
+pub const PROTOBUF_CONTENT_TYPE: &str =
+    "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited";
+
+mod pb {
+    //! Writers for metrics.proto (proto2: set fields are written even when zero).
+    pub use prost::encoding::{encode_key, encode_varint, WireType};
+
+    pub fn string(tag: u32, s: &str, out: &mut Vec<u8>) {
+        encode_key(tag, WireType::LengthDelimited, out);
+        encode_varint(s.len() as u64, out);
+        out.extend_from_slice(s.as_bytes());
+    }
+
+    pub fn double(tag: u32, v: f64, out: &mut Vec<u8>) {
+        encode_key(tag, WireType::SixtyFourBit, out);
+        out.extend_from_slice(&v.to_bits().to_le_bytes());
+    }
+
+    pub fn varint(tag: u32, v: u64, out: &mut Vec<u8>) {
+        encode_key(tag, WireType::Varint, out);
+        encode_varint(v, out);
+    }
+
+    /// A nested message: `body` writes it into `scratch`, which is then appended with its length.
+    pub fn message(tag: u32, out: &mut Vec<u8>, scratch: &mut Vec<u8>, body: impl FnOnce(&mut Vec<u8>)) {
+        scratch.clear();
+        body(scratch);
+        encode_key(tag, WireType::LengthDelimited, out);
+        encode_varint(scratch.len() as u64, out);
+        out.extend_from_slice(scratch);
+    }
+}
+
+/// A count as metrics.proto's uint64 (Beam's counts are never negative; NaN becomes 0).
+fn count(v: f64) -> u64 {
+    if v > 0.0 { v as u64 } else { 0 }
+}
+
+/// The same families as `render`, as delimited `MetricFamily` messages. A summary's `_sum` and
+/// `_count` series (and a histogram's `_bucket`s, `_sum` and `_count`) with the same labels
+/// become one `Metric`, as metrics.proto has them.
+pub fn render_protobuf(mapped: &Mapped, grouping_labels: &[&str]) -> Vec<u8> {
+    type Labels<'a> = Vec<&'a (crate::naming::Text, crate::naming::Text)>;
+    #[derive(Default)]
+    struct Parts {
+        sum: f64,
+        count: f64,
+        buckets: Vec<(f64, f64)>,
+    }
+    let mut out = Vec::with_capacity(mapped.sample_count() * 112);
+    let (mut family, mut metric, mut inner, mut bucket) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut groups: Vec<(Labels, Parts)> = Vec::new();
+    let mut index: std::collections::HashMap<Labels, usize, crate::naming::FxBuild> = Default::default();
+    for f in &mapped.families {
+        family.clear();
+        pb::string(1, &f.name, &mut family);
+        pb::string(2, &f.help, &mut family);
+        pb::varint(3, match f.typ {
+            FamilyType::Counter => 0,
+            FamilyType::Gauge | FamilyType::Info => 1,
+            FamilyType::Summary => 2,
+            FamilyType::Histogram => 4,
+        }, &mut family);
+        let write_labels = |labels: &mut dyn Iterator<Item = &(crate::naming::Text, crate::naming::Text)>, out: &mut Vec<u8>, scratch: &mut Vec<u8>| {
+            for (k, v) in labels.filter(|(k, _)| !grouping_labels.contains(&&**k)) {
+                pb::message(1, out, scratch, |m| {
+                    pb::string(1, k, m);
+                    pb::string(2, v, m);
+                });
+            }
+        };
+        let end_metric = |metric: &[u8], family: &mut Vec<u8>| {
+            pb::encode_key(4, pb::WireType::LengthDelimited, family);
+            pb::encode_varint(metric.len() as u64, family);
+            family.extend_from_slice(metric);
+        };
+        match f.typ {
+            FamilyType::Counter | FamilyType::Gauge | FamilyType::Info => {
+                let tag = if f.typ == FamilyType::Counter { 3 } else { 2 };
+                for s in &f.samples {
+                    metric.clear();
+                    write_labels(&mut s.labels.iter(), &mut metric, &mut inner);
+                    pb::message(tag, &mut metric, &mut inner, |m| pb::double(1, s.value, m));
+                    end_metric(&metric, &mut family);
+                }
+            }
+            FamilyType::Summary | FamilyType::Histogram => {
+                groups.clear();
+                index.clear();
+                for s in &f.samples {
+                    let key: Labels = s.labels.iter().filter(|(k, _)| &**k != "le").collect();
+                    let at = *index.entry(key.clone()).or_insert_with(|| {
+                        groups.push((key, Parts::default()));
+                        groups.len() - 1
+                    });
+                    let parts = &mut groups[at].1;
+                    match s.name.get(f.name.len()..).unwrap_or("") {
+                        "_sum" => parts.sum = s.value,
+                        "_count" => parts.count = s.value,
+                        _ => {
+                            let le = s.labels.iter().find(|(k, _)| &**k == "le").map(|(_, v)| &**v).unwrap_or("+Inf");
+                            let bound = match le {
+                                "+Inf" => f64::INFINITY,
+                                "-Inf" => f64::NEG_INFINITY,
+                                v => v.parse().unwrap_or(f64::NAN),
+                            };
+                            parts.buckets.push((bound, s.value));
+                        }
+                    }
+                }
+                for (key, parts) in &groups {
+                    metric.clear();
+                    write_labels(&mut key.iter().copied(), &mut metric, &mut inner);
+                    if f.typ == FamilyType::Summary {
+                        pb::message(4, &mut metric, &mut inner, |m| {
+                            pb::varint(1, count(parts.count), m);
+                            pb::double(2, parts.sum, m);
+                        });
+                    } else {
+                        pb::message(7, &mut metric, &mut inner, |m| {
+                            pb::varint(1, count(parts.count), m);
+                            pb::double(2, parts.sum, m);
+                            for (bound, c) in &parts.buckets {
+                                pb::message(3, m, &mut bucket, |b| {
+                                    pb::varint(1, count(*c), b);
+                                    pb::double(2, *bound, b);
+                                });
+                            }
+                        });
+                    }
+                    end_metric(&metric, &mut family);
+                }
+            }
+        }
+        pb::encode_varint(family.len() as u64, &mut out);
+        out.extend_from_slice(&family);
+    }
+    out
+}
+
 /// base64url with padding, as the gateway's `@base64` suffix expects.
 pub fn base64url(data: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";

@@ -467,6 +467,7 @@ fn pushgateway_put_with_grouping_key() {
         ("prometheusJobName", "word count"),
         ("prometheusGroupingKey.instance", "w/1"),
         ("prometheusLabels.team", "data"),
+        ("prometheusPushgatewayFormat", "TEXT"),
     ]);
     ex.export(&snapshot(
         1000,
@@ -493,6 +494,24 @@ fn pushgateway_put_with_grouping_key() {
     assert_eq!(families.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(), vec!["beam_c", "beam_users_string_set_info"]);
     assert_eq!(stat(&ex, "pushes_sent"), 1);
     assert_eq!(stat(&ex, "samples_sent"), 0, "samples_sent counts remote-write samples");
+}
+
+#[test]
+fn pushgateway_protobuf_by_default() {
+    let server = Server::start(|_, _| ok());
+    let ex = exporter(&[("prometheusPushgatewayUrl", &server.url("")), ("prometheusGroupingKey.instance", "w1")]);
+    ex.export(&snapshot(1000, vec![attempted("ns", "c", "s", Value::Counter(5))]));
+    assert!(ex.flush(5 * SECOND));
+    let r = &server.requests()[0];
+    assert_eq!(r.header("Content-Type"), Some("application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited"));
+    let families = decode_delimited(&r.body);
+    assert_eq!(families.len(), 1);
+    let f = &families[0];
+    assert_eq!((f.name(), f.r#type), ("beam_c_total", Some(0)));
+    let m = &f.metric[0];
+    let labels: Vec<(&str, &str)> = m.label.iter().map(|l| (l.name(), l.value())).collect();
+    assert_eq!(labels, vec![("namespace", "ns"), ("result", "attempted"), ("step", "s")], "grouping labels are in the URL only");
+    assert_eq!(m.counter.as_ref().and_then(|c| c.value), Some(5.0));
 }
 
 #[test]
@@ -533,7 +552,11 @@ fn a_newer_push_supersedes_queued_ones() {
     let up = Arc::new(AtomicBool::new(false));
     let u = up.clone();
     let server = Server::start(move |_, _| if u.load(Ordering::SeqCst) { ok() } else { status(503) });
-    let ex = exporter(&[("prometheusPushgatewayUrl", &server.url("")), ("prometheusMaxAttempts", "100000")]);
+    let ex = exporter(&[
+        ("prometheusPushgatewayUrl", &server.url("")),
+        ("prometheusMaxAttempts", "100000"),
+        ("prometheusPushgatewayFormat", "TEXT"),
+    ]);
     for i in 1..=6 {
         ex.export(&counters(1000 * i, &[("a", i)]));
         std::thread::sleep(Duration::from_millis(3));

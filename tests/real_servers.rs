@@ -66,3 +66,59 @@ fn remote_write_metadata_reaches_prometheus() {
     let r = query(&format!("beam_with_meta_total{{job=\"{}\"}}", job));
     assert_eq!(r["data"]["result"][0]["value"][1], "5", "{}", r);
 }
+
+/// The real Pushgateway (BEAMPROM_PUSHGATEWAY_URL) takes a protobuf push and a text push of the
+/// same snapshot (rich in kinds and escapes) and serves the same series for both.
+#[test]
+#[ignore = "needs the real Pushgateway of tests/run_all.sh"]
+fn the_pushgateway_serves_protobuf_and_text_pushes_alike() {
+    let gateway = std::env::var("BEAMPROM_PUSHGATEWAY_URL").expect("BEAMPROM_PUSHGATEWAY_URL: run through tests/run_all.sh");
+    let s = snapshot(
+        now_ms(),
+        vec![
+            metric("my.ns", "elements", "Read/ParDo(1)", Some(Value::Counter(5)), Some(Value::Counter(4))),
+            attempted("ns", "lat", "s", Value::Distribution { sum: 10, count: 2, min: 3, max: 7 }),
+            attempted("ns", "queue", "s", Value::Gauge { value: -4, timestamp_ms: 1_699_999_999_999 }),
+            attempted("ns", "users", "s", Value::StringSet(vec!["x\"y".into(), "back\\slash".into(), "new\nline".into(), "日本".into()])),
+            attempted("ns", "size", "s", Value::Histogram(beam_prometheus::model::Histogram { sum: 2.5, buckets: vec![(0.5, 1), (10.0, 2), (f64::INFINITY, 3)] })),
+        ],
+    );
+    let run = now_ms();
+    let mut groups = Vec::new();
+    for format in ["PROTOBUF", "TEXT"] {
+        let instance = format!("{}-{}", format, run);
+        let ex = Exporter::new(
+            Config::from_pairs(&pairs(&[
+                ("prometheusPushgatewayUrl", &gateway),
+                ("prometheusJobName", "formats"),
+                ("prometheusGroupingKey.instance", &instance),
+                ("prometheusPushgatewayFormat", format),
+                ("prometheusSelfMetrics", "false"),
+                ("prometheusMetricValues", "BOTH"),
+            ]))
+            .unwrap(),
+        )
+        .unwrap();
+        ex.export(&s);
+        assert!(ex.flush(Duration::from_secs(10)));
+        assert_eq!((stat(&ex, "pushes_sent"), stat(&ex, "pushes_failed")), (1, 0), "{:?}", ex.last_error());
+        groups.push(instance);
+    }
+    let text = reqwest::blocking::get(format!("{}/metrics", gateway)).unwrap().text().unwrap();
+    let lines = |instance: &str| -> Vec<String> {
+        let mut v: Vec<String> = text
+            .lines()
+            .filter(|l| l.contains(&format!("instance=\"{}\"", instance)) && !l.starts_with("push_"))
+            .map(|l| l.replace(instance, "I"))
+            .collect();
+        v.sort();
+        v
+    };
+    let (pb, tx) = (lines(&groups[0]), lines(&groups[1]));
+    assert!(pb.len() >= 15, "the protobuf push's series: {:?}", pb);
+    assert_eq!(pb, tx);
+    for instance in &groups {
+        let url = format!("{}/metrics/job/formats/instance/{}", gateway, instance);
+        reqwest::blocking::Client::new().delete(url).send().unwrap();
+    }
+}

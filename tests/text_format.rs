@@ -6,7 +6,7 @@ mod common;
 
 use beam_prometheus::model::{Histogram, Snapshot, TriePath, Value};
 use beam_prometheus::naming::{map, Family, FamilyType, Mapped, NamingConfig, Sample, Selection};
-use beam_prometheus::pushgateway::{base64url, group_url, render, CONTENT_TYPE};
+use beam_prometheus::pushgateway::{base64url, group_url, render, render_protobuf, CONTENT_TYPE};
 use common::*;
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::TestRunner;
@@ -298,6 +298,59 @@ fn python_parses_arbitrary_snapshots() {
         }
     }
     assert!(failures.is_empty(), "{} of {} failed; first:\n{}", failures.len(), cases.len(), failures[0]);
+}
+
+/// The protobuf body carries exactly the series of the text body (as Python parses it), for the
+/// same generated snapshots; counts below zero become 0 (metrics.proto's uint64; Beam's counts
+/// are never negative).
+#[test]
+fn protobuf_bodies_carry_the_text_bodies_series() {
+    let mut runner = TestRunner::deterministic();
+    let strategy = arb_snapshot(true, 10);
+    let mut cases = Vec::new();
+    for i in 0..400 {
+        let s = strategy.new_tree(&mut runner).unwrap().current();
+        let mut cfg = naming_cfg([Selection::Attempted, Selection::Committed, Selection::Both][i % 3]);
+        cfg.set_cap = 1 + i % 4;
+        let grouping: &[&str] = if i % 2 == 0 { &["job"] } else { &["job", "env"] };
+        let m = map(&s, &cfg);
+        cases.push((m, grouping));
+    }
+    let texts: Vec<String> = cases.iter().map(|(m, g)| render(m, g)).collect();
+    let parsed = python_parse(&texts);
+    for (((m, grouping), text), p) in cases.iter().zip(&texts).zip(&parsed) {
+        let families = p.as_ref().unwrap_or_else(|e| panic!("{}\n{}", e, text));
+        let counts: std::collections::HashSet<String> = m
+            .families
+            .iter()
+            .filter(|f| matches!(f.typ, FamilyType::Summary | FamilyType::Histogram))
+            .flat_map(|f| [format!("{}_count", f.name), format!("{}_bucket", f.name)])
+            .collect();
+        let mut expected: Vec<(String, Vec<(String, String)>, f64)> = families
+            .iter()
+            .flat_map(|f| f.samples.iter())
+            .map(|s| {
+                let mut l = s.labels.clone();
+                l.sort();
+                let v = if counts.contains(&s.name) { if s.value > 0.0 { s.value.trunc() } else { 0.0 } } else { s.value };
+                (s.name.clone(), l, v)
+            })
+            .collect();
+        expected.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        let body = render_protobuf(m, grouping);
+        let got = protobuf_series(&decode_delimited(&body));
+        let same = got.len() == expected.len()
+            && got.iter().zip(&expected).all(|(g, e)| g.0 == e.0 && g.1 == e.1 && (g.2 == e.2 || (g.2.is_nan() && e.2.is_nan())));
+        assert!(same, "protobuf {:?}\ntext {:?}\n{}", got, expected, text);
+        // Family names and types as the text's # TYPE lines say.
+        let types: Vec<(String, i32)> = decode_delimited(&body).iter().map(|f| (f.name.clone().unwrap(), f.r#type.unwrap())).collect();
+        let want: Vec<(String, i32)> = m
+            .families
+            .iter()
+            .map(|f| (f.name.clone(), match f.typ { FamilyType::Counter => 0, FamilyType::Gauge | FamilyType::Info => 1, FamilyType::Summary => 2, FamilyType::Histogram => 4 }))
+            .collect();
+        assert_eq!(types, want);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -504,3 +504,115 @@ fn handle(mut conn: TcpStream, reqs: &Mutex<Vec<Recorded>>, stop: &AtomicBool, r
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
+
+// ---------------------------------------------------------------------------------------------
+// client_model's metrics.proto (proto2), to decode Pushgateway protobuf bodies with prost
+// ---------------------------------------------------------------------------------------------
+
+pub mod client_model {
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct LabelPair {
+        #[prost(string, optional, tag = "1")]
+        pub name: Option<String>,
+        #[prost(string, optional, tag = "2")]
+        pub value: Option<String>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Simple {
+        #[prost(double, optional, tag = "1")]
+        pub value: Option<f64>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Summary {
+        #[prost(uint64, optional, tag = "1")]
+        pub sample_count: Option<u64>,
+        #[prost(double, optional, tag = "2")]
+        pub sample_sum: Option<f64>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Bucket {
+        #[prost(uint64, optional, tag = "1")]
+        pub cumulative_count: Option<u64>,
+        #[prost(double, optional, tag = "2")]
+        pub upper_bound: Option<f64>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Histogram {
+        #[prost(uint64, optional, tag = "1")]
+        pub sample_count: Option<u64>,
+        #[prost(double, optional, tag = "2")]
+        pub sample_sum: Option<f64>,
+        #[prost(message, repeated, tag = "3")]
+        pub bucket: Vec<Bucket>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Metric {
+        #[prost(message, repeated, tag = "1")]
+        pub label: Vec<LabelPair>,
+        #[prost(message, optional, tag = "2")]
+        pub gauge: Option<Simple>,
+        #[prost(message, optional, tag = "3")]
+        pub counter: Option<Simple>,
+        #[prost(message, optional, tag = "4")]
+        pub summary: Option<Summary>,
+        #[prost(message, optional, tag = "5")]
+        pub untyped: Option<Simple>,
+        #[prost(message, optional, tag = "7")]
+        pub histogram: Option<Histogram>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct MetricFamily {
+        #[prost(string, optional, tag = "1")]
+        pub name: Option<String>,
+        #[prost(string, optional, tag = "2")]
+        pub help: Option<String>,
+        #[prost(int32, optional, tag = "3")]
+        pub r#type: Option<i32>,
+        #[prost(message, repeated, tag = "4")]
+        pub metric: Vec<Metric>,
+    }
+}
+
+/// A delimited protobuf body (`encoding=delimited`: varint length, message, …).
+pub fn decode_delimited(mut body: &[u8]) -> Vec<client_model::MetricFamily> {
+    let mut out = Vec::new();
+    while !body.is_empty() {
+        out.push(<client_model::MetricFamily as prost::Message>::decode_length_delimited(&mut body).expect("a delimited MetricFamily"));
+    }
+    out
+}
+
+/// The series of a protobuf body as the text format names them (`_sum`, `_count`, `_bucket`
+/// with `le`), label pairs sorted, values as f64: comparable with a parsed text body.
+pub fn protobuf_series(families: &[client_model::MetricFamily]) -> Vec<(String, Vec<(String, String)>, f64)> {
+    let mut out = Vec::new();
+    for f in families {
+        let name = f.name.clone().unwrap_or_default();
+        for m in &f.metric {
+            let labels: Vec<(String, String)> = m.label.iter().map(|l| (l.name.clone().unwrap_or_default(), l.value.clone().unwrap_or_default())).collect();
+            let mut push = |suffix: &str, extra: Option<(String, String)>, v: f64| {
+                let mut l = labels.clone();
+                l.extend(extra);
+                l.sort();
+                out.push((format!("{}{}", name, suffix), l, v));
+            };
+            if let Some(v) = m.counter.as_ref().or(m.gauge.as_ref()).or(m.untyped.as_ref()) {
+                push("", None, v.value.unwrap_or(f64::NAN));
+            }
+            if let Some(s) = &m.summary {
+                push("_sum", None, s.sample_sum.unwrap_or(f64::NAN));
+                push("_count", None, s.sample_count.unwrap_or(0) as f64);
+            }
+            if let Some(h) = &m.histogram {
+                for b in &h.bucket {
+                    let le = beam_prometheus::naming::format_float(b.upper_bound.unwrap_or(f64::NAN));
+                    push("_bucket", Some(("le".into(), le)), b.cumulative_count.unwrap_or(0) as f64);
+                }
+                push("_sum", None, h.sample_sum.unwrap_or(f64::NAN));
+                push("_count", None, h.sample_count.unwrap_or(0) as f64);
+            }
+        }
+    }
+    out.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    out
+}

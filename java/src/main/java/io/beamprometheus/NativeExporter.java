@@ -169,6 +169,7 @@ public final class NativeExporter {
     add(pairs, "prometheusMetricValues", o.getPrometheusMetricValues());
     add(pairs, "prometheusTimeoutMillis", o.getPrometheusTimeoutMillis());
     add(pairs, "prometheusPushMethod", o.getPrometheusPushMethod());
+    add(pairs, "prometheusPushgatewayFormat", o.getPrometheusPushgatewayFormat());
     add(pairs, "prometheusDeleteOnEnd", o.getPrometheusDeleteOnEnd());
     add(pairs, "prometheusMaxBufferedSamples", o.getPrometheusMaxBufferedSamples());
     add(pairs, "prometheusMaxAttempts", o.getPrometheusMaxAttempts());

@@ -82,6 +82,20 @@ public interface PrometheusExporterOptions extends MetricsOptions {
 
   void setPrometheusPushMethod(PushMethod value);
 
+  /** The body format of Pushgateway pushes. */
+  enum PushgatewayFormat {
+    PROTOBUF,
+    TEXT
+  }
+
+  @Description(
+      "PROTOBUF (default): delimited protobuf MetricFamily messages, which the Pushgateway"
+          + " parses about twice as fast as TEXT (exposition format 0.0.4).")
+  @Default.Enum("PROTOBUF")
+  PushgatewayFormat getPrometheusPushgatewayFormat();
+
+  void setPrometheusPushgatewayFormat(PushgatewayFormat value);
+
   @Description(
       "Delete the Pushgateway group when the exporter closes (pipeline end / JVM exit)."
           + " Off by default: a batch job's final values stay visible until the next run"
