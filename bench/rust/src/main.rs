@@ -111,6 +111,8 @@ fn encode_mode(out: &Path, sizes: &[usize], samples: usize) {
         for (i, b) in bodies.iter().enumerate() {
             std::fs::write(enc.join(format!("rust-{}-{}.bin", n, i)), b).unwrap();
         }
+        // The Pushgateway body of the same snapshot: the Java harness PUTs it raw to time the gateway alone.
+        std::fs::write(enc.join(format!("pg-{}.pb", n)), beam_prometheus::pushgateway::render_protobuf(&mapped, &["job"])).unwrap();
         let body_bytes: usize = bodies.iter().map(Vec::len).sum();
         let info = format!("series={};requests={};bytes={};snapshot_bytes={}", series, bodies.len(), body_bytes, bytes.len());
         eprintln!("rust n={}: {}", n, info);
@@ -136,6 +138,10 @@ fn encode_mode(out: &Path, sizes: &[usize], samples: usize) {
             black_box(beam_prometheus::pushgateway::render(black_box(&mapped), &["job"]));
         });
         report("rust", "pushgateway_render", n, &m, &info);
+        let m = measure(samples, 2, k, || {
+            black_box(beam_prometheus::pushgateway::render_protobuf(black_box(&mapped), &["job"]));
+        });
+        report("rust", "pushgateway_render_protobuf", n, &m, &info);
         let reqs = requests(&mapped, t);
         let m = measure(samples, 2, k, || {
             for r in &reqs {

@@ -154,8 +154,8 @@ public final class Bench {
 
   // ---------------------------------------------------------------- servers
 
-  static PrometheusExporterOptions options(String job, String rwUrl, String pgUrl) {
-    List<String> args = new ArrayList<>();
+  static PrometheusExporterOptions options(String job, String rwUrl, String pgUrl, String... extra) {
+    List<String> args = new ArrayList<>(List.of(extra));
     args.add("--prometheusJobName=" + job);
     args.add("--prometheusSelfMetrics=false");
     if (rwUrl != null) args.add("--prometheusRemoteWriteUrl=" + rwUrl);
@@ -173,6 +173,17 @@ public final class Bench {
     HttpResponse<String> r = HTTP.send(HttpRequest.newBuilder(URI.create(url)).timeout(Duration.ofSeconds(60)).build(), HttpResponse.BodyHandlers.ofString());
     if (r.statusCode() / 100 != 2) throw new IOException("GET " + url + ": HTTP " + r.statusCode() + " " + r.body());
     return r.body();
+  }
+
+  static void putRaw(String url, byte[] body) throws IOException, InterruptedException {
+    HttpRequest req =
+        HttpRequest.newBuilder(URI.create(url))
+            .timeout(Duration.ofSeconds(60))
+            .header("Content-Type", "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited")
+            .PUT(HttpRequest.BodyPublishers.ofByteArray(body))
+            .build();
+    HttpResponse<String> r = HTTP.send(req, HttpResponse.BodyHandlers.ofString());
+    if (r.statusCode() / 100 != 2) throw new IOException("PUT " + url + ": HTTP " + r.statusCode() + " " + r.body());
   }
 
   static void deleteGroup(String pg, String job) throws IOException, InterruptedException {
@@ -220,18 +231,25 @@ public final class Bench {
       MetricQueryResults r = Workload.create(n);
       int series = seriesOf(r);
       String info = "series=" + series;
-      String oursPgJob = "bench_ours_pg_" + n, oursRwJob = "bench_ours_rw_" + n;
+      String oursPgJob = "bench_ours_pg_" + n, oursRwJob = "bench_ours_rw_" + n, oursTextJob = "bench_ours_pgtext_" + n;
       String textJob = "bench_jcli_text_" + n, protoJob = "bench_jcli_proto_" + n, javaRwJob = "bench_java_rw_" + n;
       PrometheusMetricsSink oursPg = new PrometheusMetricsSink(options(oursPgJob, null, pg));
       PrometheusMetricsSink oursRw = new PrometheusMetricsSink(options(oursRwJob, rwUrl, null));
+      PrometheusMetricsSink oursText = new PrometheusMetricsSink(options(oursTextJob, null, pg, "--prometheusPushgatewayFormat=TEXT"));
       JavaClientSink text = new JavaClientSink(pgAddress, textJob, Format.PROMETHEUS_TEXT);
       JavaClientSink proto = new JavaClientSink(pgAddress, protoJob, Format.PROMETHEUS_PROTOBUF);
       JavaRemoteWrite javaRw = new JavaRemoteWrite(javaRwJob, rwUrl);
+      // The gateway's own share: our protobuf body of the same snapshot (written by the Rust
+      // bench), PUT as it is.
+      byte[] pgBody = Files.readAllBytes(out.resolve("enc").resolve("pg-" + n + ".pb"));
+      String floorJob = "bench_floor_" + n;
       List<Impl> impls =
           List.of(
               new Impl("ours_pushgateway", () -> { oursPg.writeMetrics(r); flushOrFail(oursPg); }, () -> deleteGroup(pg, oursPgJob)),
+              new Impl("ours_pushgateway_text", () -> { oursText.writeMetrics(r); flushOrFail(oursText); }, () -> deleteGroup(pg, oursTextJob)),
               new Impl("javaclient_pushgateway_text", () -> text.writeMetrics(r), () -> deleteGroup(pg, textJob)),
               new Impl("javaclient_pushgateway_protobuf", () -> proto.writeMetrics(r), () -> deleteGroup(pg, protoJob)),
+              new Impl("gateway_alone_protobuf", () -> putRaw(pg + "/metrics/job/" + floorJob, pgBody), () -> deleteGroup(pg, floorJob)),
               new Impl("ours_remote_write", () -> { oursRw.writeMetrics(r); flushOrFail(oursRw); }, () -> {}),
               new Impl("java_remote_write", () -> javaRw.write(r), () -> {}));
       // Warm-up; the first round also checks that every implementation delivered the same series.
@@ -245,8 +263,8 @@ public final class Bench {
           }
         }
         if (w == 0) {
-          checkGateway(pg, series, oursPgJob, textJob, protoJob, n);
-          for (String job : List.of(oursPgJob, textJob, protoJob)) deleteGroup(pg, job);
+          checkGateway(pg, series, oursPgJob, textJob, protoJob, oursTextJob, n);
+          for (String job : List.of(oursPgJob, textJob, protoJob, oursTextJob)) deleteGroup(pg, job);
           checkPrometheus(prom, series, oursRwJob, javaRwJob, n);
         }
       }
@@ -277,7 +295,7 @@ public final class Bench {
   }
 
   /** The gateway holds the same series for each pusher: same lines, job label aside. */
-  static void checkGateway(String pg, int series, String ours, String text, String proto, int n) throws Exception {
+  static void checkGateway(String pg, int series, String ours, String text, String proto, String oursText, int n) throws Exception {
     Map<String, TreeSet<String>> byJob = new HashMap<>();
     for (String line : get(pg + "/metrics").split("\n")) {
       if (line.startsWith("#") || line.startsWith("push_") || !line.contains("job=\"bench_")) continue;
@@ -292,7 +310,7 @@ public final class Bench {
       byJob.computeIfAbsent(job, j -> new TreeSet<>()).add(line.substring(0, open) + "{" + String.join(",", kept) + "}" + line.substring(close + 1));
     }
     TreeSet<String> a = byJob.getOrDefault(ours, new TreeSet<>());
-    for (String other : List.of(text, proto)) {
+    for (String other : List.of(text, proto, oursText)) {
       TreeSet<String> b = byJob.getOrDefault(other, new TreeSet<>());
       boolean same = a.equals(b) && a.size() == series;
       System.out.printf("check\tpushgateway %s vs %s\t%d\t%s\tseries=%d;%s=%d;%s=%d%n", ours, other, n, same ? "equivalent" : "DIFFERENT", series, ours, a.size(), other, b.size());
