@@ -98,7 +98,9 @@ pub struct SeriesLabels {
 
 impl SeriesLabels {
     pub fn new<'a>(samples: impl IntoIterator<Item = &'a crate::naming::Sample>) -> SeriesLabels {
-        let mut out = SeriesLabels::default();
+        let samples = samples.into_iter();
+        let n = samples.size_hint().0;
+        let mut out = SeriesLabels { bytes: Vec::with_capacity(n * 224), ends: Vec::with_capacity(n) };
         for s in samples {
             // Labels sorted by name with __name__ in its place (uppercase names sort before it).
             let split = s.labels.partition_point(|(k, _)| &**k < "__name__");
@@ -210,7 +212,8 @@ impl Encoder {
         raw.extend_from_slice(metadata);
         let need = snap::raw::max_compress_len(raw.len());
         if self.compressed.len() < need {
-            self.compressed.resize(need, 0);
+            // Fresh zeroed memory (calloc): untouched pages cost nothing, unlike resize's memset.
+            self.compressed = vec![0; need];
         }
         // Only fails for inputs over 4 GiB; requests are capped far below by --prometheusMaxSamplesPerRequest.
         let n = self.snappy.compress(raw, &mut self.compressed).unwrap_or(0);
