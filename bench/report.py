@@ -76,12 +76,12 @@ p("Rust first push: `naming::map` of the decoded `Snapshot`, then 1a; repeat pus
 p("")
 p("#### 1c. Stages")
 p("")
-p("| series | Rust prost + snap (prebuilt requests) | Go gogo + golang/snappy (prebuilt) | Go / Rust | `naming::map` | `contract::decode` | Pushgateway text render | Pushgateway protobuf render |")
-p("|---:|---:|---:|---:|---:|---:|---:|---:|")
+p("| series | Rust prost + snap (prebuilt requests) | Go gogo + golang/snappy (prebuilt) | Go / Rust | `naming::map` | `contract::decode` | Pushgateway text render | Pushgateway protobuf render, first push | … repeat push |")
+p("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for n in sizes:
     r, go = g("rust", "encode_prebuilt", n), g("go", "encode_prebuilt", n)
     p(f"| {info.get(n, n):,} | {ms(r)} | {ms(go)} | {ratio(go, r)} | {ms(g('rust', 'map', n))} | {ms(g('rust', 'decode', n))} | "
-      f"{ms(g('rust', 'pushgateway_render', n))} | {ms(g('rust', 'pushgateway_render_protobuf', n))} |")
+      f"{ms(g('rust', 'pushgateway_render', n))} | {ms(g('rust', 'pushgateway_render_protobuf', n))} | {ms(g('rust', 'pushgateway_protobuf_repeat', n))} |")
 p("")
 p("### 2. Whole writeMetrics call to local servers (median ms; ratio = other / ours)")
 p("")

@@ -9,6 +9,7 @@ use crate::model::Snapshot;
 use crate::naming::{self, Family, FamilyType, Mapped, Sample};
 use crate::pushgateway;
 use crate::reuse::MappingCache;
+use bytes::Bytes;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -25,8 +26,9 @@ enum Target {
 
 #[derive(Clone, Debug)]
 enum Request {
-    RemoteWrite(Arc<Vec<u8>>),
-    Push(Arc<Vec<u8>>),
+    // Bytes: a retry resends the body without copying it.
+    RemoteWrite(Bytes),
+    Push(Bytes),
     Delete,
 }
 
@@ -235,11 +237,11 @@ impl Exporter {
                 Target::RemoteWrite => self.queue_remote_write(lane, c, time_ms, false),
                 Target::Pushgateway => {
                     let body = match self.shared.cfg.push_format {
-                        PushFormat::Protobuf => pushgateway::render_protobuf(c.mapped(), &self.grouping_labels()),
+                        PushFormat::Protobuf => c.pushgateway_protobuf(&self.grouping_labels()),
                         PushFormat::Text => pushgateway::render(c.mapped(), &self.grouping_labels()).into_bytes(),
                     };
                     let samples = c.mapped().sample_count() as u64;
-                    self.queue_push(lane, Request::Push(Arc::new(body)), samples);
+                    self.queue_push(lane, Request::Push(Bytes::from(body)), samples);
                 }
             }
         }
@@ -259,7 +261,7 @@ impl Exporter {
         let jobs = c
             .remote_write_bodies(time_ms, self.shared.cfg.max_samples_per_request, stale)
             .into_iter()
-            .map(|(body, n)| Job { request: Request::RemoteWrite(Arc::new(body)), samples: n as u64, attempts: 0, not_before: Instant::now() })
+            .map(|(body, n)| Job { request: Request::RemoteWrite(Bytes::from(body)), samples: n as u64, attempts: 0, not_before: Instant::now() })
             .collect();
         self.enqueue_bounded(lane, jobs);
     }
@@ -575,7 +577,7 @@ fn send(shared: &Shared, target: Target, request: &Request) -> Outcome {
             .header("Content-Encoding", "snappy")
             .header("Content-Type", "application/x-protobuf")
             .header("X-Prometheus-Remote-Write-Version", "0.1.0")
-            .body(body.as_ref().clone()),
+            .body(body.clone()),
         (Target::Pushgateway, Request::Push(body)) => {
             let url = shared.group_url.as_deref().unwrap_or_default();
             let b = match cfg.push_method {
@@ -586,7 +588,7 @@ fn send(shared: &Shared, target: Target, request: &Request) -> Outcome {
                 PushFormat::Protobuf => pushgateway::PROTOBUF_CONTENT_TYPE,
                 PushFormat::Text => pushgateway::CONTENT_TYPE,
             };
-            b.header("Content-Type", content_type).body(body.as_ref().clone())
+            b.header("Content-Type", content_type).body(body.clone())
         }
         (Target::Pushgateway, Request::Delete) => c.delete(shared.group_url.as_deref().unwrap_or_default()),
         (t, r) => return Outcome::Reject(format!("internal error: {:?} request on the {:?} lane", r, t)),

@@ -121,110 +121,161 @@ mod pb {
 }
 
 /// A count as metrics.proto's uint64 (Beam's counts are never negative; NaN becomes 0).
-fn count(v: f64) -> u64 {
+fn as_count(v: f64) -> u64 {
     if v > 0.0 { v as u64 } else { 0 }
 }
 
-/// The same families as `render`, as delimited `MetricFamily` messages. A summary's `_sum` and
-/// `_count` series (and a histogram's `_bucket`s, `_sum` and `_count`) with the same labels
-/// become one `Metric`, as metrics.proto has them.
+/// The same families as `render`, as delimited `MetricFamily` messages (see `PushPlan`).
 pub fn render_protobuf(mapped: &Mapped, grouping_labels: &[&str]) -> Vec<u8> {
-    type Labels<'a> = Vec<&'a (crate::naming::Text, crate::naming::Text)>;
-    #[derive(Default)]
-    struct Parts {
-        sum: f64,
-        count: f64,
-        buckets: Vec<(f64, f64)>,
-    }
-    let mut out = Vec::with_capacity(mapped.sample_count() * 112);
-    let (mut family, mut metric, mut inner, mut bucket) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut groups: Vec<(Labels, Parts)> = Vec::new();
-    let mut index: std::collections::HashMap<Labels, usize, crate::naming::FxBuild> = Default::default();
-    for f in &mapped.families {
-        family.clear();
-        pb::string(1, &f.name, &mut family);
-        pb::string(2, &f.help, &mut family);
-        pb::varint(3, match f.typ {
-            FamilyType::Counter => 0,
-            FamilyType::Gauge | FamilyType::Info => 1,
-            FamilyType::Summary => 2,
-            FamilyType::Histogram => 4,
-        }, &mut family);
-        let write_labels = |labels: &mut dyn Iterator<Item = &(crate::naming::Text, crate::naming::Text)>, out: &mut Vec<u8>, scratch: &mut Vec<u8>| {
+    let values: Vec<f64> = mapped.families.iter().flat_map(|f| f.samples.iter().map(|s| s.value)).collect();
+    PushPlan::new(mapped, grouping_labels).render(&values)
+}
+
+/// The protobuf body of one mapping with its values left out: every family's header and every
+/// `Metric`'s labels encoded once, and where each value comes from (the index of a sample in
+/// the mapping's family-by-family order). A summary's `_sum` and `_count` series (a histogram's
+/// `_bucket`s, `_sum` and `_count`) with the same labels become one `Metric`, as metrics.proto
+/// has them. The exporter keeps the plan while the mapping is reused (`reuse::MappingCache`).
+#[derive(Debug, Default)]
+pub struct PushPlan {
+    families: Vec<PlanFamily>,
+    size: usize,
+}
+
+#[derive(Debug)]
+struct PlanFamily {
+    /// name, help and type fields.
+    header: Vec<u8>,
+    metrics: Vec<(Vec<u8>, Slot)>,
+}
+
+#[derive(Debug)]
+enum Slot {
+    Counter(usize),
+    Gauge(usize),
+    Summary { sum: Option<usize>, count: Option<usize> },
+    Histogram { sum: Option<usize>, count: Option<usize>, buckets: Vec<(f64, usize)> },
+}
+
+impl PushPlan {
+    pub fn new(mapped: &Mapped, grouping_labels: &[&str]) -> PushPlan {
+        type Labels<'a> = Vec<&'a (crate::naming::Text, crate::naming::Text)>;
+        let mut scratch = Vec::new();
+        let encode_labels = |labels: &mut dyn Iterator<Item = &(crate::naming::Text, crate::naming::Text)>, scratch: &mut Vec<u8>| {
+            let mut out = Vec::new();
             for (k, v) in labels.filter(|(k, _)| !grouping_labels.contains(&&**k)) {
-                pb::message(1, out, scratch, |m| {
+                pb::message(1, &mut out, scratch, |m| {
                     pb::string(1, k, m);
                     pb::string(2, v, m);
                 });
             }
+            out
         };
-        let end_metric = |metric: &[u8], family: &mut Vec<u8>| {
-            pb::encode_key(4, pb::WireType::LengthDelimited, family);
-            pb::encode_varint(metric.len() as u64, family);
-            family.extend_from_slice(metric);
-        };
-        match f.typ {
-            FamilyType::Counter | FamilyType::Gauge | FamilyType::Info => {
-                let tag = if f.typ == FamilyType::Counter { 3 } else { 2 };
-                for s in &f.samples {
-                    metric.clear();
-                    write_labels(&mut s.labels.iter(), &mut metric, &mut inner);
-                    pb::message(tag, &mut metric, &mut inner, |m| pb::double(1, s.value, m));
-                    end_metric(&metric, &mut family);
-                }
-            }
-            FamilyType::Summary | FamilyType::Histogram => {
-                groups.clear();
-                index.clear();
-                for s in &f.samples {
-                    let key: Labels = s.labels.iter().filter(|(k, _)| &**k != "le").collect();
-                    let at = *index.entry(key.clone()).or_insert_with(|| {
-                        groups.push((key, Parts::default()));
-                        groups.len() - 1
-                    });
-                    let parts = &mut groups[at].1;
-                    match s.name.get(f.name.len()..).unwrap_or("") {
-                        "_sum" => parts.sum = s.value,
-                        "_count" => parts.count = s.value,
-                        _ => {
-                            let le = s.labels.iter().find(|(k, _)| &**k == "le").map(|(_, v)| &**v).unwrap_or("+Inf");
-                            let bound = match le {
-                                "+Inf" => f64::INFINITY,
-                                "-Inf" => f64::NEG_INFINITY,
-                                v => v.parse().unwrap_or(f64::NAN),
-                            };
-                            parts.buckets.push((bound, s.value));
-                        }
+        let mut plan = PushPlan::default();
+        let mut next = 0usize;
+        let mut index: std::collections::HashMap<Labels, usize, crate::naming::FxBuild> = Default::default();
+        for f in &mapped.families {
+            let mut header = Vec::new();
+            pb::string(1, &f.name, &mut header);
+            pb::string(2, &f.help, &mut header);
+            let typ = match f.typ {
+                FamilyType::Counter => 0,
+                FamilyType::Gauge | FamilyType::Info => 1,
+                FamilyType::Summary => 2,
+                FamilyType::Histogram => 4,
+            };
+            pb::varint(3, typ, &mut header);
+            let mut metrics = Vec::with_capacity(f.samples.len());
+            match f.typ {
+                FamilyType::Counter | FamilyType::Gauge | FamilyType::Info => {
+                    for s in &f.samples {
+                        let slot = if f.typ == FamilyType::Counter { Slot::Counter(next) } else { Slot::Gauge(next) };
+                        metrics.push((encode_labels(&mut s.labels.iter(), &mut scratch), slot));
+                        next += 1;
                     }
                 }
-                for (key, parts) in &groups {
-                    metric.clear();
-                    write_labels(&mut key.iter().copied(), &mut metric, &mut inner);
-                    if f.typ == FamilyType::Summary {
-                        pb::message(4, &mut metric, &mut inner, |m| {
-                            pb::varint(1, count(parts.count), m);
-                            pb::double(2, parts.sum, m);
-                        });
-                    } else {
-                        pb::message(7, &mut metric, &mut inner, |m| {
-                            pb::varint(1, count(parts.count), m);
-                            pb::double(2, parts.sum, m);
-                            for (bound, c) in &parts.buckets {
-                                pb::message(3, m, &mut bucket, |b| {
-                                    pb::varint(1, count(*c), b);
-                                    pb::double(2, *bound, b);
-                                });
+                FamilyType::Summary | FamilyType::Histogram => {
+                    index.clear();
+                    for s in &f.samples {
+                        let key: Labels = s.labels.iter().filter(|(k, _)| &**k != "le").collect();
+                        let at = match index.get(&key) {
+                            Some(at) => *at,
+                            None => {
+                                let labels = encode_labels(&mut key.iter().copied(), &mut scratch);
+                                let slot = if f.typ == FamilyType::Summary {
+                                    Slot::Summary { sum: None, count: None }
+                                } else {
+                                    Slot::Histogram { sum: None, count: None, buckets: Vec::new() }
+                                };
+                                metrics.push((labels, slot));
+                                index.insert(key, metrics.len() - 1);
+                                metrics.len() - 1
                             }
-                        });
+                        };
+                        let suffix = s.name.get(f.name.len()..).unwrap_or("");
+                        match (&mut metrics[at].1, suffix) {
+                            (Slot::Summary { sum, .. } | Slot::Histogram { sum, .. }, "_sum") => *sum = Some(next),
+                            (Slot::Summary { count, .. } | Slot::Histogram { count, .. }, "_count") => *count = Some(next),
+                            (Slot::Histogram { buckets, .. }, _) => {
+                                let le = s.labels.iter().find(|(k, _)| &**k == "le").map(|(_, v)| &**v).unwrap_or("+Inf");
+                                let bound = match le {
+                                    "+Inf" => f64::INFINITY,
+                                    "-Inf" => f64::NEG_INFINITY,
+                                    v => v.parse().unwrap_or(f64::NAN),
+                                };
+                                buckets.push((bound, next));
+                            }
+                            // A summary has only _sum and _count series.
+                            _ => {}
+                        }
+                        next += 1;
                     }
-                    end_metric(&metric, &mut family);
                 }
             }
+            plan.size += header.len() + metrics.iter().map(|(l, _)| l.len() + 48).sum::<usize>();
+            plan.families.push(PlanFamily { header, metrics });
         }
-        pb::encode_varint(family.len() as u64, &mut out);
-        out.extend_from_slice(&family);
+        plan
     }
-    out
+
+    /// The body, `values` in the mapping's family-by-family sample order.
+    pub fn render(&self, values: &[f64]) -> Vec<u8> {
+        let v = |i: &Option<usize>| i.and_then(|i| values.get(i)).copied().unwrap_or(0.0);
+        let mut out = Vec::with_capacity(self.size + self.families.len() * 8);
+        let (mut family, mut metric, mut inner, mut bucket) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for f in &self.families {
+            family.clear();
+            family.extend_from_slice(&f.header);
+            for (labels, slot) in &f.metrics {
+                metric.clear();
+                metric.extend_from_slice(labels);
+                match slot {
+                    Slot::Counter(i) => pb::message(3, &mut metric, &mut inner, |m| pb::double(1, v(&Some(*i)), m)),
+                    Slot::Gauge(i) => pb::message(2, &mut metric, &mut inner, |m| pb::double(1, v(&Some(*i)), m)),
+                    Slot::Summary { sum, count } => pb::message(4, &mut metric, &mut inner, |m| {
+                        pb::varint(1, as_count(v(count)), m);
+                        pb::double(2, v(sum), m);
+                    }),
+                    Slot::Histogram { sum, count, buckets } => pb::message(7, &mut metric, &mut inner, |m| {
+                        pb::varint(1, as_count(v(count)), m);
+                        pb::double(2, v(sum), m);
+                        for (bound, i) in buckets {
+                            pb::message(3, m, &mut bucket, |b| {
+                                pb::varint(1, as_count(v(&Some(*i))), b);
+                                pb::double(2, *bound, b);
+                            });
+                        }
+                    }),
+                }
+                pb::encode_key(4, pb::WireType::LengthDelimited, &mut family);
+                pb::encode_varint(metric.len() as u64, &mut family);
+                family.extend_from_slice(&metric);
+            }
+            pb::encode_varint(family.len() as u64, &mut out);
+            out.extend_from_slice(&family);
+        }
+        out
+    }
 }
 
 /// base64url with padding, as the gateway's `@base64` suffix expects.

@@ -6,6 +6,7 @@
 use crate::contract::{self, DecodeError};
 use crate::model::Snapshot;
 use crate::naming::{self, Mapped, NamingConfig};
+use crate::pushgateway;
 use crate::remote_write;
 
 #[derive(Default)]
@@ -19,6 +20,8 @@ pub struct MappingCache {
     /// Every series' encoded labels and the encoded metadata of `mapped`, built on first use.
     remote_write: Option<(remote_write::SeriesLabels, Vec<u8>)>,
     encoder: remote_write::Encoder,
+    /// The Pushgateway protobuf body's structure, built on first use.
+    push_plan: Option<pushgateway::PushPlan>,
 }
 
 impl MappingCache {
@@ -56,6 +59,19 @@ impl MappingCache {
         self.mapped.refresh_stats(stats);
         self.skeleton.clear();
         self.remote_write = None;
+        self.push_plan = None;
+    }
+
+    fn values(&self) -> Vec<f64> {
+        self.mapped.families.iter().flat_map(|f| f.samples.iter().map(|s| s.value)).collect()
+    }
+
+    /// The Pushgateway protobuf body of the mapping (`pushgateway::render_protobuf`);
+    /// `grouping_labels` must be the same on every call.
+    pub fn pushgateway_protobuf(&mut self, grouping_labels: &[&str]) -> Vec<u8> {
+        let values = self.values();
+        let plan = self.push_plan.get_or_insert_with(|| pushgateway::PushPlan::new(&self.mapped, grouping_labels));
+        plan.render(&values)
     }
 
     pub fn mapped(&self) -> &Mapped {

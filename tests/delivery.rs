@@ -617,8 +617,11 @@ fn retry_after_values() {
 #[test]
 fn reused_mappings_send_what_fresh_ones_would() {
     let server = Server::start(|_, _| ok());
+    let gateway = Server::start(|_, _| ok());
     let ex = exporter(&[
         ("prometheusRemoteWriteUrl", &server.url("/api/v1/write")),
+        ("prometheusPushgatewayUrl", &gateway.url("")),
+        ("prometheusGroupingKey.instance", "w1"),
         ("prometheusSelfMetrics", "true"),
         ("prometheusMaxSamplesPerRequest", "3"),
     ]);
@@ -655,5 +658,18 @@ fn reused_mappings_send_what_fresh_ones_would() {
         // Self-metrics carry this push's state: every earlier request was sent.
         let sent_before: f64 = server.requests()[..before].iter().map(|r| decode_rw(r).timeseries.len() as f64).sum();
         assert_eq!(values("beam_exporter_samples_sent_total"), vec![sent_before], "push {}", i);
+        // The Pushgateway body: a fresh mapping's series, plus the self-metrics.
+        let pushed = protobuf_series(&decode_delimited(&gateway.requests()[i].body));
+        let fresh_push = protobuf_series(&decode_delimited(&beam_prometheus::pushgateway::render_protobuf(
+            &beam_prometheus::naming::map(s, &cfg),
+            &["job", "instance"],
+        )));
+        let mine: Vec<_> = pushed.iter().filter(|p| !p.0.starts_with("beam_exporter_")).cloned().collect();
+        assert_eq!(mine.len(), fresh_push.len(), "push {}", i);
+        for (m, f) in mine.iter().zip(&fresh_push) {
+            assert!(m.0 == f.0 && m.1 == f.1 && m.2.to_bits() == f.2.to_bits(), "push {}: {:?} vs {:?}", i, m, f);
+        }
+        let pushes_sent: Vec<f64> = pushed.iter().filter(|p| p.0 == "beam_exporter_pushes_sent_total").map(|p| p.2).collect();
+        assert_eq!(pushes_sent, vec![i as f64], "push {}", i);
     }
 }
