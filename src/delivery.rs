@@ -205,21 +205,35 @@ impl Exporter {
                 self.add_self_metrics(m)
             }
         };
-        let (time_ms, _) = cache.update(buf, &self.shared.cfg.naming, extend, &self.self_metric_values())?;
+        let (time_ms, _) = cache.update(buf, &self.shared.cfg.naming, extend)?;
+        self.count_mapping(cache.mapped());
+        // After counting, so that a push reports its own capped and deduplicated series.
+        cache.refresh_stats(&self.self_metric_values());
         self.deliver(&mut cache, time_ms);
         Ok(())
     }
 
-    /// Queues a snapshot as the Java side would send it (tests, benchmarks).
+    /// Queues a snapshot as the Java side would send it (tests, benchmarks). Metrics the contract
+    /// cannot carry (no value; a committed value of another kind than the attempted one) are
+    /// left out, as the mapping would leave them out.
     pub fn export(&self, snapshot: &Snapshot) {
-        if let Err(e) = self.export_bytes(&contract::encode(snapshot)) {
+        let mut s = snapshot.clone();
+        s.metrics.retain(|m| m.kind().is_some());
+        for m in &mut s.metrics {
+            if let (Some(a), Some(c)) = (&m.attempted, &m.committed) {
+                if a.kind() != c.kind() {
+                    m.committed = None;
+                }
+            }
+        }
+        if let Err(e) = self.export_bytes(&contract::encode(&s)) {
             log::error!("{}", e);
         }
     }
 
-    fn deliver(&self, c: &mut MappingCache, time_ms: i64) {
+    /// Counts (and logs) what the mapping left out.
+    fn count_mapping(&self, mapped: &Mapped) {
         let stats = &self.shared.stats;
-        let mapped = c.mapped();
         if mapped.capped > 0 {
             stats.entries_capped.fetch_add(mapped.capped, Relaxed);
             log::warn!(
@@ -232,6 +246,9 @@ impl Exporter {
             stats.series_deduplicated.fetch_add(mapped.duplicates, Relaxed);
             log::warn!("{} series mapped onto series already exported and were dropped", mapped.duplicates);
         }
+    }
+
+    fn deliver(&self, c: &mut MappingCache, time_ms: i64) {
         for lane in &self.lanes {
             match lane.target {
                 Target::RemoteWrite => self.queue_remote_write(lane, c, time_ms, false),

@@ -97,9 +97,8 @@ pub struct SeriesLabels {
 }
 
 impl SeriesLabels {
-    pub fn new<'a>(samples: impl IntoIterator<Item = &'a crate::naming::Sample>) -> SeriesLabels {
-        let samples = samples.into_iter();
-        let n = samples.size_hint().0;
+    /// `n`: the number of samples, to size the store.
+    pub fn new<'a>(samples: impl IntoIterator<Item = &'a crate::naming::Sample>, n: usize) -> SeriesLabels {
         let mut out = SeriesLabels { bytes: Vec::with_capacity(n * 224), ends: Vec::with_capacity(n) };
         for s in samples {
             // Labels sorted by name with __name__ in its place (uppercase names sort before it).
@@ -223,7 +222,7 @@ impl Encoder {
 
 /// One snappy-compressed `WriteRequest` of `samples` (see `Encoder`).
 pub fn encode_samples(samples: &[&crate::naming::Sample], timestamp_ms: i64, metadata: &[MetricMetadata], stale: bool) -> Vec<u8> {
-    let labels = SeriesLabels::new(samples.iter().copied());
+    let labels = SeriesLabels::new(samples.iter().copied(), samples.len());
     Encoder::default().encode(&labels, 0, samples.iter().map(|s| s.value), timestamp_ms, &metadata_bytes(metadata), stale)
 }
 

@@ -27,23 +27,17 @@ pub struct MappingCache {
 impl MappingCache {
     /// Maps the snapshot in `buf`, or refreshes the previous mapping when only values changed.
     /// `extend` adds series of the exporter's own (self-metrics, `naming::Source::Stat`) to a
-    /// new mapping; `stats` are their values. Returns the snapshot's time and whether the
-    /// previous mapping was reused.
-    pub fn update(
-        &mut self,
-        buf: &[u8],
-        cfg: &NamingConfig,
-        extend: impl FnOnce(&mut Mapped),
-        stats: &[f64],
-    ) -> Result<(i64, bool), DecodeError> {
+    /// new mapping; their values come from `refresh_stats`. Returns the snapshot's time and
+    /// whether the previous mapping was reused.
+    pub fn update(&mut self, buf: &[u8], cfg: &NamingConfig, extend: impl FnOnce(&mut Mapped)) -> Result<(i64, bool), DecodeError> {
         match contract::split(buf, &mut self.scratch, &mut self.fields) {
             Ok(time_ms) if !self.skeleton.is_empty() && self.scratch == self.skeleton => {
-                self.mapped.refresh(&self.fields, stats);
+                self.mapped.refresh(&self.fields, &[]);
                 Ok((time_ms, true))
             }
             split => {
                 let snapshot = contract::decode(buf)?;
-                self.set(&snapshot, cfg, extend, stats);
+                self.set(&snapshot, cfg, extend);
                 if split.is_ok() {
                     std::mem::swap(&mut self.skeleton, &mut self.scratch);
                 }
@@ -53,10 +47,9 @@ impl MappingCache {
     }
 
     /// Maps `snapshot` afresh (nothing to compare the next snapshot with).
-    pub fn set(&mut self, snapshot: &Snapshot, cfg: &NamingConfig, extend: impl FnOnce(&mut Mapped), stats: &[f64]) {
+    pub fn set(&mut self, snapshot: &Snapshot, cfg: &NamingConfig, extend: impl FnOnce(&mut Mapped)) {
         self.mapped = naming::map(snapshot, cfg);
         extend(&mut self.mapped);
-        self.mapped.refresh_stats(stats);
         self.skeleton.clear();
         self.remote_write = None;
         self.push_plan = None;
@@ -78,6 +71,11 @@ impl MappingCache {
         &self.mapped
     }
 
+    /// Sets the values of the exporter's own series (`naming::Source::Stat`).
+    pub fn refresh_stats(&mut self, stats: &[f64]) {
+        self.mapped.refresh_stats(stats);
+    }
+
     /// The remote-write bodies of the mapping, at most `per_request` series each, metadata in
     /// the first; with `stale`, Prometheus' staleness marker as every value and no metadata.
     /// Each body comes with its number of series.
@@ -85,7 +83,7 @@ impl MappingCache {
         let MappingCache { mapped, remote_write: rw, encoder, .. } = self;
         let samples = || mapped.families.iter().flat_map(|f| f.samples.iter());
         let (labels, metadata) = rw.get_or_insert_with(|| {
-            (remote_write::SeriesLabels::new(samples()), remote_write::metadata_bytes(&remote_write::metadata(mapped)))
+            (remote_write::SeriesLabels::new(samples(), mapped.sample_count()), remote_write::metadata_bytes(&remote_write::metadata(mapped)))
         });
         let values: Vec<f64> = samples().map(|s| s.value).collect();
         values

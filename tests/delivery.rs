@@ -673,3 +673,21 @@ fn reused_mappings_send_what_fresh_ones_would() {
         assert_eq!(pushes_sent, vec![i as f64], "push {}", i);
     }
 }
+
+/// Self-metrics describe the push that carries them: its own capped entries are counted first.
+#[test]
+fn a_push_reports_its_own_capped_entries() {
+    let gateway = Server::start(|_, _| ok());
+    let ex = exporter(&[
+        ("prometheusPushgatewayUrl", &gateway.url("")),
+        ("prometheusSelfMetrics", "true"),
+        ("prometheusSetCap", "1"),
+    ]);
+    for i in 1..=3 {
+        ex.export(&snapshot(1000 * i, vec![attempted("ns", "set", "s", Value::StringSet(vec!["a".into(), "b".into(), "c".into()]))]));
+        assert!(ex.flush(5 * SECOND));
+        let pushed = protobuf_series(&decode_delimited(&gateway.requests()[i as usize - 1].body));
+        let capped: Vec<f64> = pushed.iter().filter(|p| p.0 == "beam_exporter_entries_capped_total").map(|p| p.2).collect();
+        assert_eq!(capped, vec![2.0 * i as f64], "push {}", i);
+    }
+}

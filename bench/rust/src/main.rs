@@ -154,7 +154,7 @@ fn encode_mode(out: &Path, sizes: &[usize], samples: usize) {
         // between the two alternating snapshots, so each call really refreshes.
         let next = contract::encode(&revalued(&snap));
         let mut cache = MappingCache::default();
-        let fresh = |c: &mut MappingCache, b: &[u8]| -> bool { c.update(b, &cfg, |_| (), &[]).unwrap().1 };
+        let fresh = |c: &mut MappingCache, b: &[u8]| -> bool { c.update(b, &cfg, |_| ()).unwrap().1 };
         fresh(&mut cache, &bytes);
         let repeat_bodies: Vec<Vec<u8>> = cache.remote_write_bodies(t, CHUNK, false).into_iter().map(|(b, _)| b).collect();
         assert!(repeat_bodies == bodies, "the reused mapping writes the same bytes as a fresh one");
@@ -166,7 +166,7 @@ fn encode_mode(out: &Path, sizes: &[usize], samples: usize) {
         let mut flip = false;
         let m = measure(samples, 2, k, || {
             flip = !flip;
-            let (time, _) = cache.update(black_box(if flip { &next } else { &bytes }), &cfg, |_| (), &[]).unwrap();
+            let (time, _) = cache.update(black_box(if flip { &next } else { &bytes }), &cfg, |_| ()).unwrap();
             black_box(cache.remote_write_bodies(time, CHUNK, false));
         });
         report("rust", "repeat_all", n, &m, &info);
@@ -377,7 +377,7 @@ fn profile_mode(out: &Path, n: usize, iters: usize, what: &str) {
     // Repeat pushes: the cache holds the first push's mapping and labels.
     let mut cache = MappingCache::default();
     if what == "repeat" {
-        cache.update(&bytes, &cfg, |_| (), &[]).unwrap();
+        cache.update(&bytes, &cfg, |_| ()).unwrap();
         drop(cache.remote_write_bodies(snap.time_ms, CHUNK, false));
     }
     for _ in 0..iters {
@@ -386,7 +386,7 @@ fn profile_mode(out: &Path, n: usize, iters: usize, what: &str) {
             "map" => drop(black_box(naming::map(&snap, &cfg))),
             "encode" => drop(black_box(encode_mapped(&mapped, snap.time_ms))),
             "repeat" => {
-                black_box(cache.update(&bytes, &cfg, |_| (), &[]).unwrap());
+                black_box(cache.update(&bytes, &cfg, |_| ()).unwrap());
                 drop(black_box(cache.remote_write_bodies(snap.time_ms, CHUNK, false)));
             }
             "text" => {
