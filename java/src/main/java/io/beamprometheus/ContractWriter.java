@@ -1,7 +1,7 @@
 package io.beamprometheus;
 
-import java.io.ByteArrayOutputStream;
 import java.nio.charset.StandardCharsets;
+import java.util.Arrays;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
@@ -11,14 +11,47 @@ import java.util.Map;
  * table that stores each distinct string once.
  */
 final class ContractWriter {
-  /** Exposes its buffer so that assembling the snapshot copies each part once. */
-  private static final class Buf extends ByteArrayOutputStream {
+  /**
+   * A growable byte buffer. Not ByteArrayOutputStream: its write methods are synchronized, and
+   * a lock per byte made up most of the encoding time.
+   */
+  private static final class Buf {
+    byte[] buf;
+    int count;
+
     Buf(int size) {
-      super(size);
+      buf = new byte[size];
     }
 
-    void appendTo(ByteArrayOutputStream out) {
-      out.write(buf, 0, count);
+    private void room(int n) {
+      if (buf.length - count < n) {
+        buf = Arrays.copyOf(buf, Math.max(buf.length * 2, count + n));
+      }
+    }
+
+    void u8(int v) {
+      room(1);
+      buf[count++] = (byte) v;
+    }
+
+    void u32(int v) {
+      room(4);
+      buf[count++] = (byte) (v >>> 24);
+      buf[count++] = (byte) (v >>> 16);
+      buf[count++] = (byte) (v >>> 8);
+      buf[count++] = (byte) v;
+    }
+
+    void bytes(byte[] b) {
+      room(b.length);
+      System.arraycopy(b, 0, buf, count, b.length);
+      count += b.length;
+    }
+
+    void appendTo(Buf out) {
+      out.room(count);
+      System.arraycopy(buf, 0, out.buf, out.count, count);
+      out.count += count;
     }
   }
 
@@ -28,16 +61,16 @@ final class ContractWriter {
   private int strings;
 
   void u8(int v) {
-    body.write(v);
+    body.u8(v);
   }
 
   void u32(int v) {
-    writeInt(body, v);
+    body.u32(v);
   }
 
   void i64(long v) {
-    writeInt(body, (int) (v >>> 32));
-    writeInt(body, (int) v);
+    body.u32((int) (v >>> 32));
+    body.u32((int) v);
   }
 
   void f64(double v) {
@@ -51,45 +84,39 @@ final class ContractWriter {
       i = strings++;
       index.put(s, i);
       byte[] b = s.getBytes(StandardCharsets.UTF_8);
-      writeInt(table, b.length);
-      table.write(b, 0, b.length);
+      table.u32(b.length);
+      table.bytes(b);
     }
-    u32(i);
+    body.u32(i);
   }
 
   /** The snapshot: magic, time, the string table, then the body. */
   byte[] snapshot(long timeMillis) {
-    ByteArrayOutputStream out = new ByteArrayOutputStream(body.size() + table.size() + 16);
-    out.write('B');
-    out.write('P');
-    out.write('M');
-    out.write('1');
-    writeInt(out, (int) (timeMillis >>> 32));
-    writeInt(out, (int) timeMillis);
-    writeInt(out, strings);
+    Buf out = new Buf(body.count + table.count + 16);
+    out.u8('B');
+    out.u8('P');
+    out.u8('M');
+    out.u8('1');
+    out.u32((int) (timeMillis >>> 32));
+    out.u32((int) timeMillis);
+    out.u32(strings);
     table.appendTo(out);
     body.appendTo(out);
-    return out.toByteArray();
+    // Sized exactly above, so this is the array itself.
+    return out.count == out.buf.length ? out.buf : Arrays.copyOf(out.buf, out.count);
   }
 
   /** Options as (name, value) pairs: {@code u32 count}, then length-prefixed UTF-8 strings. */
   static byte[] pairs(List<String[]> pairs) {
-    ByteArrayOutputStream out = new ByteArrayOutputStream();
-    writeInt(out, pairs.size());
+    Buf out = new Buf(256);
+    out.u32(pairs.size());
     for (String[] p : pairs) {
       for (String s : p) {
         byte[] b = s.getBytes(StandardCharsets.UTF_8);
-        writeInt(out, b.length);
-        out.write(b, 0, b.length);
+        out.u32(b.length);
+        out.bytes(b);
       }
     }
-    return out.toByteArray();
-  }
-
-  private static void writeInt(ByteArrayOutputStream out, int v) {
-    out.write(v >>> 24);
-    out.write(v >>> 16);
-    out.write(v >>> 8);
-    out.write(v);
+    return Arrays.copyOf(out.buf, out.count);
   }
 }

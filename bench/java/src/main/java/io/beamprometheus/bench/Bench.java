@@ -268,7 +268,7 @@ public final class Bench {
           checkPrometheus(prom, series, oursRwJob, javaRwJob, n);
         }
       }
-      int reps = Integer.parseInt(System.getenv().getOrDefault("BENCH_WHOLE_REPS", n >= 100_000 ? "5" : n >= 10_000 ? "9" : "15"));
+      int reps = Integer.parseInt(System.getenv().getOrDefault("BENCH_WHOLE_REPS", n >= 100_000 ? "9" : n >= 10_000 ? "15" : "25"));
       for (int rep = 0; rep < reps; rep++) {
         for (Impl i : impls) i.once(true); // interleaved, so drift hits every implementation alike
       }
