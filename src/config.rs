@@ -342,7 +342,14 @@ impl Config {
         Ok(Config {
             remote_write_url,
             pushgateway_url,
-            naming: NamingConfig { prefix, job, const_labels, selection, set_cap },
+            naming: NamingConfig {
+                prefix,
+                job,
+                const_labels,
+                selection,
+                set_cap,
+                taken_labels: grouping.iter().map(|(k, _)| k.clone()).collect(),
+            },
             grouping,
             push_method,
             push_format,

@@ -213,9 +213,10 @@ impl Exporter {
         Ok(())
     }
 
-    /// Queues a snapshot as the Java side would send it (tests, benchmarks). Metrics the contract
-    /// cannot carry (no value; a committed value of another kind than the attempted one) are
-    /// left out, as the mapping would leave them out.
+    /// Queues a snapshot as the Java side would send it (tests, benchmarks). What the contract
+    /// cannot carry is left out: metrics without a value (the mapping skips them too) and a
+    /// committed value of another kind than the attempted one (one kind per metric; Beam's
+    /// results never mix kinds).
     pub fn export(&self, snapshot: &Snapshot) {
         let mut s = snapshot.clone();
         s.metrics.retain(|m| m.kind().is_some());

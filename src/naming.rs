@@ -33,6 +33,10 @@ pub struct NamingConfig {
     pub selection: Selection,
     /// Most entries one string set or bounded trie may export; the rest is counted in `Mapped::capped`.
     pub set_cap: usize,
+    /// Other label names set on every series from outside (the Pushgateway grouping key): Beam
+    /// metric labels of these names are renamed like reserved ones, or the gateway's copy would
+    /// collide.
+    pub taken_labels: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -282,7 +286,10 @@ impl<'a> Builder<'a> {
         for (k, v) in &key.labels {
             // Beam metric labels (MetricName.getLabels) keep their names unless the mapping uses them.
             let mut name = label_name(k);
-            if RESERVED_LABELS.contains(&name.as_str()) || cfg.const_labels.iter().any(|(c, _)| *c == name) {
+            if RESERVED_LABELS.contains(&name.as_str())
+                || cfg.const_labels.iter().any(|(c, _)| *c == name)
+                || cfg.taken_labels.contains(&name)
+            {
                 name = format!("label_{}", name.trim_start_matches('_'));
             }
             if !base.iter().any(|(b, _)| **b == *name) {

@@ -691,3 +691,26 @@ fn a_push_reports_its_own_capped_entries() {
         assert_eq!(capped, vec![2.0 * i as f64], "push {}", i);
     }
 }
+
+/// A Beam metric label named like a grouping key would lose to the gateway's copy of the key:
+/// it is renamed, so two series differing only in it stay two series.
+#[test]
+fn beam_labels_named_like_the_grouping_key_are_renamed() {
+    let gateway = Server::start(|_, _| ok());
+    let ex = exporter(&[("prometheusPushgatewayUrl", &gateway.url("")), ("prometheusGroupingKey.instance", "w1")]);
+    let m = |v: &str, n: i64| {
+        let mut m = attempted("ns", "d", "s", Value::Distribution { sum: n, count: 1, min: n, max: n });
+        m.key.labels = vec![("instance".into(), v.into())];
+        m
+    };
+    ex.export(&snapshot(1000, vec![m("a", 1), m("b", 2)]));
+    assert!(ex.flush(5 * SECOND));
+    let pushed = protobuf_series(&decode_delimited(&gateway.requests()[0].body));
+    let sums: Vec<(String, f64)> = pushed
+        .iter()
+        .filter(|p| p.0 == "beam_d_distribution_sum")
+        .map(|p| (p.1.iter().find(|(k, _)| k == "label_instance").expect("renamed label").1.clone(), p.2))
+        .collect();
+    assert_eq!(sums, vec![("a".to_string(), 1.0), ("b".to_string(), 2.0)]);
+    assert!(pushed.iter().all(|p| p.1.iter().all(|(k, _)| k != "instance")), "the grouping key is the gateway's: {:?}", pushed);
+}

@@ -278,6 +278,7 @@ fn python_parses_arbitrary_snapshots() {
             const_labels: labels(&[("env", "a\\b\"c\nd"), ("zone", "z")]),
             selection: [Selection::Attempted, Selection::Committed, Selection::Both][i % 3],
             set_cap: 1 + i % 4,
+            taken_labels: vec![],
         };
         let grouping: &[&str] = if i % 2 == 0 { &["job"] } else { &["job", "zone"] };
         let m = map(&s, &cfg);

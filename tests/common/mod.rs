@@ -42,6 +42,7 @@ pub fn naming_cfg(selection: Selection) -> NamingConfig {
         const_labels: vec![("env".into(), "prod".into())],
         selection,
         set_cap: 3,
+        taken_labels: vec![],
     }
 }
 

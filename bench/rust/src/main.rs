@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 const CHUNK: usize = 2000;
 
 fn naming_cfg() -> NamingConfig {
-    NamingConfig { prefix: "beam".into(), job: "bench".into(), const_labels: vec![], selection: Selection::Attempted, set_cap: 100 }
+    NamingConfig { prefix: "beam".into(), job: "bench".into(), const_labels: vec![], selection: Selection::Attempted, set_cap: 100, taken_labels: vec![] }
 }
 
 fn read_snapshot(out: &Path, n: usize) -> (Vec<u8>, Snapshot) {
@@ -113,6 +113,7 @@ fn encode_mode(out: &Path, sizes: &[usize], samples: usize) {
         }
         // The Pushgateway body of the same snapshot: the Java harness PUTs it raw to time the gateway alone.
         std::fs::write(enc.join(format!("pg-{}.pb", n)), beam_prometheus::pushgateway::render_protobuf(&mapped, &["job"])).unwrap();
+        std::fs::write(enc.join(format!("pg-{}.txt", n)), beam_prometheus::pushgateway::render(&mapped, &["job"])).unwrap();
         let body_bytes: usize = bodies.iter().map(Vec::len).sum();
         let info = format!("series={};requests={};bytes={};snapshot_bytes={}", series, bodies.len(), body_bytes, bytes.len());
         eprintln!("rust n={}: {}", n, info);

@@ -175,11 +175,14 @@ public final class Bench {
     return r.body();
   }
 
-  static void putRaw(String url, byte[] body) throws IOException, InterruptedException {
+  static final String PROTOBUF = "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited";
+  static final String TEXT = "text/plain; version=0.0.4; charset=utf-8";
+
+  static void putRaw(String url, byte[] body, String contentType) throws IOException, InterruptedException {
     HttpRequest req =
         HttpRequest.newBuilder(URI.create(url))
             .timeout(Duration.ofSeconds(60))
-            .header("Content-Type", "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited")
+            .header("Content-Type", contentType)
             .PUT(HttpRequest.BodyPublishers.ofByteArray(body))
             .build();
     HttpResponse<String> r = HTTP.send(req, HttpResponse.BodyHandlers.ofString());
@@ -242,14 +245,16 @@ public final class Bench {
       // The gateway's own share: our protobuf body of the same snapshot (written by the Rust
       // bench), PUT as it is.
       byte[] pgBody = Files.readAllBytes(out.resolve("enc").resolve("pg-" + n + ".pb"));
-      String floorJob = "bench_floor_" + n;
+      byte[] pgText = Files.readAllBytes(out.resolve("enc").resolve("pg-" + n + ".txt"));
+      String floorJob = "bench_floor_" + n, floorTextJob = "bench_floor_text_" + n;
       List<Impl> impls =
           List.of(
               new Impl("ours_pushgateway", () -> { oursPg.writeMetrics(r); flushOrFail(oursPg); }, () -> deleteGroup(pg, oursPgJob)),
               new Impl("ours_pushgateway_text", () -> { oursText.writeMetrics(r); flushOrFail(oursText); }, () -> deleteGroup(pg, oursTextJob)),
               new Impl("javaclient_pushgateway_text", () -> text.writeMetrics(r), () -> deleteGroup(pg, textJob)),
               new Impl("javaclient_pushgateway_protobuf", () -> proto.writeMetrics(r), () -> deleteGroup(pg, protoJob)),
-              new Impl("gateway_alone_protobuf", () -> putRaw(pg + "/metrics/job/" + floorJob, pgBody), () -> deleteGroup(pg, floorJob)),
+              new Impl("gateway_alone_protobuf", () -> putRaw(pg + "/metrics/job/" + floorJob, pgBody, PROTOBUF), () -> deleteGroup(pg, floorJob)),
+              new Impl("gateway_alone_text", () -> putRaw(pg + "/metrics/job/" + floorTextJob, pgText, TEXT), () -> deleteGroup(pg, floorTextJob)),
               new Impl("ours_remote_write", () -> { oursRw.writeMetrics(r); flushOrFail(oursRw); }, () -> {}),
               new Impl("java_remote_write", () -> javaRw.write(r), () -> {}));
       // Warm-up; the first round also checks that every implementation delivered the same series.
