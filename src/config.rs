@@ -19,7 +19,7 @@ impl std::error::Error for ConfigError {}
 /// The body format of Pushgateway pushes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PushFormat {
-    /// Delimited protobuf `MetricFamily` messages: the gateway parses them about twice as fast.
+    /// Delimited protobuf `MetricFamily` messages: the gateway takes them 1.5–1.8× faster than text.
     Protobuf,
     /// Text exposition format 0.0.4.
     Text,

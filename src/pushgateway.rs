@@ -86,7 +86,7 @@ pub fn render(mapped: &Mapped, grouping_labels: &[&str]) -> String {
 }
 
 /// The delimited protobuf exposition format (`io.prometheus.client.MetricFamily`, client_model's
-/// metrics.proto): the gateway parses it in about half the time of the same text body.
+/// metrics.proto): the gateway takes it 1.5–1.8× faster than the same series as text (BENCHMARKS.md).
 pub const PROTOBUF_CONTENT_TYPE: &str =
     "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited";
 

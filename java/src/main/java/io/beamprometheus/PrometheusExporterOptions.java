@@ -90,7 +90,7 @@ public interface PrometheusExporterOptions extends MetricsOptions {
 
   @Description(
       "PROTOBUF (default): delimited protobuf MetricFamily messages, which the Pushgateway"
-          + " parses about twice as fast as TEXT (exposition format 0.0.4).")
+          + " takes 1.5-1.8x faster than TEXT (exposition format 0.0.4).")
   @Default.Enum("PROTOBUF")
   PushgatewayFormat getPrometheusPushgatewayFormat();
 
