@@ -18,14 +18,14 @@ cargo_rc=${PIPESTATUS[0]}
 set -e
 rust_passed=$(grep -Eo '[0-9]+ passed' "$cargo_log" | awk '{s+=$1} END {print s+0}')
 rust_failed=$(grep -Eo '[0-9]+ failed' "$cargo_log" | awk '{s+=$1} END {print s+0}')
-echo "== gradle test e2eTest"
+echo "== gradle test e2eTest sparkE2eTest"
 rm -rf java/build/test-results   # only this run's results are counted
 set +e
-(cd java && gradle --no-daemon -q test e2eTest --continue)
+(cd java && gradle --no-daemon -q test e2eTest sparkE2eTest --continue)
 gradle_rc=$?
 set -e
 java_passed=0; java_failed=0; java_skipped=0
-for f in java/build/test-results/test/*.xml java/build/test-results/e2eTest/*.xml; do
+for f in java/build/test-results/test/*.xml java/build/test-results/e2eTest/*.xml java/build/test-results/sparkE2eTest/*.xml; do
   [ -f "$f" ] || continue
   read -r t fl er sk < <(python3 - "$f" <<'PY'
 import sys, xml.etree.ElementTree as ET
