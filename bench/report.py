@@ -126,7 +126,7 @@ for n in sizes:
 stats_call = [g("ours", "jni_stats_call", n) for n in sizes if g("ours", "jni_stats_call", n)]
 if stats_call:
     p("")
-    p(f"A JNI call without an exception (`NativeExporter.stats`, returning a `long[13]`): {sorted(stats_call)[len(stats_call) // 2]:.0f} ns. "
+    p(f"A JNI call without an exception (`NativeExporter.stats`, returning the stats as a `long[]`): {sorted(stats_call)[len(stats_call) // 2]:.0f} ns. "
       "The crossing columns use `export` with a buffer the native side copies and refuses at byte 0, so they include throwing "
       "an `IllegalArgumentException`.")
 p("")

@@ -60,6 +60,8 @@ pub struct Stats {
     pub pushes_failed: AtomicU64,
     pub entries_capped: AtomicU64,
     pub series_deduplicated: AtomicU64,
+    /// Snapshots mapped afresh: the first, and each whose structure changed (reuse.rs).
+    pub mappings: AtomicU64,
     pub queued_samples: AtomicU64,
     pub last_success_ms: AtomicI64,
     pub last_latency_us: AtomicU64,
@@ -70,6 +72,7 @@ pub fn stats_names() -> &'static [&'static str] {
     &[
         "samples_sent", "samples_retried", "samples_rejected", "samples_dropped", "requests_sent",
         "requests_failed", "pushes_sent", "pushes_failed", "entries_capped", "series_deduplicated",
+        "mappings",
         "queued_samples", "last_success_ms", "last_latency_us",
     ]
 }
@@ -87,6 +90,7 @@ impl Stats {
             self.pushes_failed.load(Relaxed) as i64,
             self.entries_capped.load(Relaxed) as i64,
             self.series_deduplicated.load(Relaxed) as i64,
+            self.mappings.load(Relaxed) as i64,
             self.queued_samples.load(Relaxed) as i64,
             self.last_success_ms.load(Relaxed),
             self.last_latency_us.load(Relaxed) as i64,
@@ -205,7 +209,10 @@ impl Exporter {
                 self.add_self_metrics(m)
             }
         };
-        let (time_ms, _) = cache.update(buf, &self.shared.cfg.naming, extend)?;
+        let (time_ms, reused) = cache.update(buf, &self.shared.cfg.naming, extend)?;
+        if !reused {
+            self.shared.stats.mappings.fetch_add(1, Relaxed);
+        }
         self.count_mapping(cache.mapped());
         // After counting, so that a push reports its own capped and deduplicated series.
         cache.refresh_stats(&self.self_metric_values());

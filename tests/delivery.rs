@@ -672,6 +672,8 @@ fn reused_mappings_send_what_fresh_ones_would() {
         let pushes_sent: Vec<f64> = pushed.iter().filter(|p| p.0 == "beam_exporter_pushes_sent_total").map(|p| p.2).collect();
         assert_eq!(pushes_sent, vec![i as f64], "push {}", i);
     }
+    // a, a, a, b, b, a, a: mapped afresh three times, reused four times.
+    assert_eq!(stat(&ex, "mappings"), 3);
 }
 
 /// Self-metrics describe the push that carries them: its own capped entries are counted first.

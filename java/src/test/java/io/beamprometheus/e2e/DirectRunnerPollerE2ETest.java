@@ -94,5 +94,11 @@ public class DirectRunnerPollerE2ETest {
       assertTrue("not rising: " + distinct, distinct.get(i) > distinct.get(i - 1));
     }
     assertEquals(8.0, distinct.get(distinct.size() - 1), 0);
+    // The same metrics push after push: once the counter exists, pushes reuse the mapping
+    // (self-metrics of the final push, sent with it).
+    double mappings = Servers.await(Servers.prometheus(), "beam_exporter_mappings_total{job=\"" + job + "\"}", r -> r.size() == 1, 30).get(0).value;
+    double requests = Servers.await(Servers.prometheus(), "beam_exporter_requests_sent_total{job=\"" + job + "\"}", r -> r.size() == 1, 30).get(0).value;
+    System.err.println("mapped afresh " + mappings + " times; requests sent before the final push: " + requests);
+    assertTrue("mapped afresh " + mappings + " times in " + requests + " earlier requests", mappings >= 1 && mappings * 2 <= requests);
   }
 }
