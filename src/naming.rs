@@ -100,15 +100,20 @@ impl Mapped {
         self.families.iter().map(|f| f.samples.len()).sum()
     }
 
-    /// Takes every value from a snapshot of the same structure as the mapped one (equal
-    /// `contract::split` skeletons): its fields, and the exporter's self-metric values.
-    pub fn refresh(&mut self, fields: &[f64], stats: &[f64]) {
+    /// Every sample's value, family by family: the order both encoders write.
+    pub fn values(&self) -> Vec<f64> {
+        self.families.iter().flat_map(|f| f.samples.iter().map(|s| s.value)).collect()
+    }
+
+    /// Takes the pipeline's values from a snapshot of the same structure as the mapped one
+    /// (equal `contract::split` skeletons); the exporter's own series keep theirs (`refresh_stats`).
+    pub fn refresh(&mut self, fields: &[f64]) {
         for s in self.families.iter_mut().flat_map(|f| f.samples.iter_mut()) {
-            s.value = match s.source {
-                Source::Field(i) => fields.get(i as usize).copied().unwrap_or(f64::NAN),
-                Source::Stat(i) => stats.get(i as usize).copied().unwrap_or(f64::NAN),
-                Source::Const(v) => v,
-            };
+            match s.source {
+                Source::Field(i) => s.value = fields.get(i as usize).copied().unwrap_or(f64::NAN),
+                Source::Const(v) => s.value = v,
+                Source::Stat(_) => {}
+            }
         }
     }
 

@@ -127,8 +127,7 @@ fn as_count(v: f64) -> u64 {
 
 /// The same families as `render`, as delimited `MetricFamily` messages (see `PushPlan`).
 pub fn render_protobuf(mapped: &Mapped, grouping_labels: &[&str]) -> Vec<u8> {
-    let values: Vec<f64> = mapped.families.iter().flat_map(|f| f.samples.iter().map(|s| s.value)).collect();
-    PushPlan::new(mapped, grouping_labels).render(&values)
+    PushPlan::new(mapped, grouping_labels).render(&mapped.values())
 }
 
 /// The protobuf body of one mapping with its values left out: every family's header and every

@@ -32,7 +32,7 @@ impl MappingCache {
     pub fn update(&mut self, buf: &[u8], cfg: &NamingConfig, extend: impl FnOnce(&mut Mapped)) -> Result<(i64, bool), DecodeError> {
         match contract::split(buf, &mut self.scratch, &mut self.fields) {
             Ok(time_ms) if !self.skeleton.is_empty() && self.scratch == self.skeleton => {
-                self.mapped.refresh(&self.fields, &[]);
+                self.mapped.refresh(&self.fields);
                 Ok((time_ms, true))
             }
             split => {
@@ -55,14 +55,10 @@ impl MappingCache {
         self.push_plan = None;
     }
 
-    fn values(&self) -> Vec<f64> {
-        self.mapped.families.iter().flat_map(|f| f.samples.iter().map(|s| s.value)).collect()
-    }
-
     /// The Pushgateway protobuf body of the mapping (`pushgateway::render_protobuf`);
     /// `grouping_labels` must be the same on every call.
     pub fn pushgateway_protobuf(&mut self, grouping_labels: &[&str]) -> Vec<u8> {
-        let values = self.values();
+        let values = self.mapped.values();
         let plan = self.push_plan.get_or_insert_with(|| pushgateway::PushPlan::new(&self.mapped, grouping_labels));
         plan.render(&values)
     }
@@ -80,12 +76,12 @@ impl MappingCache {
     /// the first; with `stale`, Prometheus' staleness marker as every value and no metadata.
     /// Each body comes with its number of series.
     pub fn remote_write_bodies(&mut self, time_ms: i64, per_request: usize, stale: bool) -> Vec<(Vec<u8>, usize)> {
+        let values = self.mapped.values();
         let MappingCache { mapped, remote_write: rw, encoder, .. } = self;
-        let samples = || mapped.families.iter().flat_map(|f| f.samples.iter());
         let (labels, metadata) = rw.get_or_insert_with(|| {
-            (remote_write::SeriesLabels::new(samples(), mapped.sample_count()), remote_write::metadata_bytes(&remote_write::metadata(mapped)))
+            let samples = mapped.families.iter().flat_map(|f| f.samples.iter());
+            (remote_write::SeriesLabels::new(samples, mapped.sample_count()), remote_write::metadata_bytes(&remote_write::metadata(mapped)))
         });
-        let values: Vec<f64> = samples().map(|s| s.value).collect();
         values
             .chunks(per_request.max(1))
             .enumerate()
