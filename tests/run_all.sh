@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . tests/servers.sh
+. tests/clusters.sh
 ensure_packages
 python3 -c 'import prometheus_client' 2>/dev/null || pip install -q prometheus_client
 
@@ -24,8 +25,18 @@ set +e
 (cd java && gradle --no-daemon -q test e2eTest sparkE2eTest --continue)
 gradle_rc=$?
 set -e
+# Real clusters on loopback (tests/clusters.sh): a Flink session cluster and a Spark standalone
+# cluster, each process its own JVM; pipelines are submitted to them from the test JVMs.
+echo "== clusters: gradle flinkClusterTest sparkClusterTest"
+set +e
+(cd java && gradle --no-daemon -q clusterClasspaths) && make_job_jar && start_flink_cluster && start_spark_cluster \
+  && (cd java && gradle --no-daemon -q flinkClusterTest sparkClusterTest --continue)
+cluster_rc=$?
+set -e
+stop_clusters
 java_passed=0; java_failed=0; java_skipped=0
-for f in java/build/test-results/test/*.xml java/build/test-results/e2eTest/*.xml java/build/test-results/sparkE2eTest/*.xml; do
+for f in java/build/test-results/test/*.xml java/build/test-results/e2eTest/*.xml java/build/test-results/sparkE2eTest/*.xml \
+    java/build/test-results/flinkClusterTest/*.xml java/build/test-results/sparkClusterTest/*.xml; do
   [ -f "$f" ] || continue
   read -r t fl er sk < <(python3 - "$f" <<'PY'
 import sys, xml.etree.ElementTree as ET
@@ -36,6 +47,10 @@ PY
   java_passed=$((java_passed + t - fl - er - sk)); java_failed=$((java_failed + fl + er)); java_skipped=$((java_skipped + sk))
 done
 passed=$((rust_passed + java_passed)); failed=$((rust_failed + java_failed))
+for suite in flinkClusterTest sparkClusterTest; do
+  ls java/build/test-results/$suite/*.xml >/dev/null 2>&1 || { echo "the $suite suite did not run"; failed=$((failed + 1)); }
+done
+grep -h '^\[freshness\]' java/build/test-results/*ClusterTest/*.xml 2>/dev/null || true
 echo "rust: $rust_passed passed, $rust_failed failed; java: $java_passed passed, $java_failed failed, $java_skipped skipped"
 echo "$passed passed, $failed failed, $java_skipped skipped"
-[ "$cargo_rc" -eq 0 ] && [ "$gradle_rc" -eq 0 ] && [ "$failed" -eq 0 ]
+[ "$cargo_rc" -eq 0 ] && [ "$gradle_rc" -eq 0 ] && [ "$cluster_rc" -eq 0 ] && [ "$failed" -eq 0 ]

@@ -111,8 +111,15 @@ public final class NativeExporter {
    * IllegalArgumentException naming a bad option.
    */
   static synchronized long acquire(PrometheusExporterOptions options) {
-    load(options.getPrometheusNativeLibraryPath());
-    byte[] encoded = encodeOptions(options);
+    return acquire(encodeOptions(options), options.getPrometheusNativeLibraryPath());
+  }
+
+  /**
+   * The same for options already encoded as (name, value) pairs: the Flink reporter's, which
+   * come from Flink's configuration and must not need Beam's classes.
+   */
+  static synchronized long acquire(byte[] encoded, String libraryPath) {
+    load(libraryPath);
     ByteBuffer key = ByteBuffer.wrap(encoded);
     long[] entry = HANDLES.get(key);
     if (entry == null) {

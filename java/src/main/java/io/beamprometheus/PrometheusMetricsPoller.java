@@ -1,8 +1,5 @@
 package io.beamprometheus;
 
-import java.util.Arrays;
-import java.util.HashSet;
-import java.util.Set;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
@@ -24,17 +21,11 @@ import org.slf4j.LoggerFactory;
  * }</pre>
  *
  * When {@code --metricsSink} is {@link PrometheusMetricsSink} and the runner runs MetricsPusher
- * (Flink, Spark), the sink already exports: the poller then does nothing, so nothing is sent twice.
+ * (Flink attached, Spark), the sink already exports: the poller then does nothing, so nothing is
+ * sent twice. A detached Flink submission runs no MetricsPusher, so there the poller exports.
  */
 public final class PrometheusMetricsPoller implements AutoCloseable {
   private static final Logger LOG = LoggerFactory.getLogger(PrometheusMetricsPoller.class);
-  /** Runners whose MetricsPusher calls --metricsSink (per Beam's source). */
-  static final Set<String> PUSHER_RUNNERS =
-      new HashSet<>(
-          Arrays.asList(
-              "FlinkRunner", "TestFlinkRunner", "SparkRunner", "TestSparkRunner",
-              "SparkStructuredStreamingRunner", "SparkRunnerDebugger"));
-
   private final PipelineResult result;
   private final long handle;
   private final ScheduledExecutorService scheduler;
@@ -63,10 +54,8 @@ public final class PrometheusMetricsPoller implements AutoCloseable {
   /** Starts exporting in the background; close the handle (or let the pipeline end) to stop. */
   public static PrometheusMetricsPoller start(PipelineResult result, PipelineOptions options) {
     PrometheusExporterOptions o = options.as(PrometheusExporterOptions.class);
-    boolean sinkExports =
-        o.getMetricsSink() == PrometheusMetricsSink.class
-            && o.getRunner() != null
-            && PUSHER_RUNNERS.contains(o.getRunner().getSimpleName());
+    boolean sinkExports = RunnerModes.sinkExports(o, result);
+    RunnerModes.warnIfPollingIsNotLive(o, result);
     if (sinkExports) {
       LOG.info("{} exports through --metricsSink already; the poller stays idle", o.getRunner().getSimpleName());
     }

@@ -17,6 +17,7 @@ public class PrometheusMetricsSink implements MetricsSink, AutoCloseable {
   /** The constructor MetricsPusher calls; bad options fail here, naming the option. */
   public PrometheusMetricsSink(MetricsOptions options) {
     this.handle = NativeExporter.acquire(options.as(PrometheusExporterOptions.class));
+    RunnerModes.warnIfExportOnlyAtEnd(options);
   }
 
   @Override

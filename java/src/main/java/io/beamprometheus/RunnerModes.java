@@ -1,0 +1,75 @@
+package io.beamprometheus;
+
+import java.util.Arrays;
+import java.util.HashSet;
+import java.util.Set;
+import org.apache.beam.sdk.PipelineResult;
+import org.apache.beam.sdk.options.PipelineOptions;
+import org.apache.beam.sdk.options.StreamingOptions;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * What each runner does with {@code --metricsSink}, as read in Beam's runner sources and
+ * measured on real clusters (README, runner table): who exports, and when nothing is live.
+ */
+final class RunnerModes {
+  private static final Logger LOG = LoggerFactory.getLogger(PrometheusMetricsSink.class);
+  /** Runners whose MetricsPusher calls --metricsSink (per Beam's source). */
+  static final Set<String> PUSHER_RUNNERS =
+      new HashSet<>(
+          Arrays.asList(
+              "FlinkRunner", "TestFlinkRunner", "SparkRunner", "TestSparkRunner",
+              "SparkStructuredStreamingRunner", "SparkRunnerDebugger"));
+
+  private RunnerModes() {}
+
+  private static String runner(PipelineOptions o) {
+    return o.getRunner() == null ? "" : o.getRunner().getSimpleName();
+  }
+
+  /**
+   * True when the sink exports this pipeline, so a poller would send everything twice. Flink's
+   * detached submission never starts MetricsPusher (only the attached path builds one), so there
+   * the poller exports even with --metricsSink set.
+   */
+  static boolean sinkExports(PrometheusExporterOptions o, PipelineResult result) {
+    return o.getMetricsSink() == PrometheusMetricsSink.class
+        && PUSHER_RUNNERS.contains(runner(o))
+        && !result.getClass().getSimpleName().equals("FlinkDetachedRunnerResult");
+  }
+
+  /**
+   * Beam's Flink runner builds MetricsPusher after execute() has returned: in attached mode a
+   * streaming job's sink is created only once the job has ended, so nothing was exported while
+   * it ran. Say so once per pipeline, with what to use instead.
+   */
+  static void warnIfExportOnlyAtEnd(PipelineOptions o) {
+    if (runner(o).endsWith("FlinkRunner") && o.as(StreamingOptions.class).isStreaming()) {
+      LOG.warn(
+          "beam-prometheus: the Flink runner starts --metricsSink only after an attached job has ended,"
+              + " so this streaming pipeline's metrics were not exported while it ran. For live metrics"
+              + " on a Flink cluster, configure " + FLINK_REPORTER + " (README, runners).");
+    }
+  }
+
+  /**
+   * A detached Flink job's result reads Beam's metrics from the job's accumulators, which Beam's
+   * Flink runner fills only when tasks end (FlinkMetricContainer.registerMetricsForPipelineResult),
+   * so polling it exports final values only.
+   */
+  static void warnIfPollingIsNotLive(PrometheusExporterOptions o, PipelineResult result) {
+    if (result.getClass().getSimpleName().equals("FlinkDetachedRunnerResult")
+        && o.as(StreamingOptions.class).isStreaming()) {
+      LOG.warn(
+          "beam-prometheus: a detached Flink job reports Beam metrics to its result only when its tasks"
+              + " end, so the poller exports this streaming pipeline's final values only. For live metrics"
+              + " on a Flink cluster, configure " + FLINK_REPORTER + " (README, runners).");
+    }
+  }
+
+  static final String FLINK_REPORTER =
+      "the Flink reporter: metrics.reporter.beamprom.factory.class: io.beamprometheus.FlinkMetricsReporterFactory"
+          + " with metrics.reporter.beamprom.prometheusRemoteWriteUrl / prometheusPushgatewayUrl in Flink's"
+          + " configuration, this jar in Flink's lib/";
+}
