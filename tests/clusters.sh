@@ -137,7 +137,9 @@ start_spark_cluster() {
   done
   unset IFS
   port=$(free_port)
-  export SPARK_HOME="$d/home" SPARK_LOCAL_IP=127.0.0.1 SPARK_LOCAL_DIRS="$d/work" SPARK_CONF_DIR="$d/conf"
+  # SPARK_SCALA_VERSION: the launcher that builds executor command lines looks for a source
+  # build without it.
+  export SPARK_SCALA_VERSION=2.12 SPARK_HOME="$d/home" SPARK_LOCAL_IP=127.0.0.1 SPARK_LOCAL_DIRS="$d/work" SPARK_CONF_DIR="$d/conf"
   java "${JDK_OPENS[@]}" -Xmx512m -cp "$d/home/jars/*" org.apache.spark.deploy.master.Master \
     --host 127.0.0.1 --port "$port" --webui-port "$(free_port)" >"$d/master.log" 2>&1 &
   CLUSTER_PIDS+=($!)

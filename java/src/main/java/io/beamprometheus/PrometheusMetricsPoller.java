@@ -4,6 +4,7 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
 import org.apache.beam.sdk.PipelineResult;
+import org.apache.beam.sdk.metrics.MetricQueryResults;
 import org.apache.beam.sdk.metrics.MetricsFilter;
 import org.apache.beam.sdk.options.PipelineOptions;
 import org.slf4j.Logger;
@@ -30,14 +31,21 @@ public final class PrometheusMetricsPoller implements AutoCloseable {
   private final long handle;
   private final ScheduledExecutorService scheduler;
   private final Object lock = new Object();
+  /** How long the final export waits for a runner's final metrics to reach the result. */
+  static final long FINAL_METRICS_WAIT_MILLIS = 10_000;
   private boolean finished;
 
-  private PrometheusMetricsPoller(PipelineResult result, PrometheusExporterOptions options, boolean active) {
+  /**
+   * {@code active}: polls every period and exports once more at the end; {@code finalOnly}: the
+   * sink exports while the pipeline runs, the poller only once more at the end.
+   */
+  private PrometheusMetricsPoller(
+      PipelineResult result, PrometheusExporterOptions options, boolean active, boolean finalOnly) {
     this.result = result;
-    this.handle = active ? NativeExporter.acquire(options) : 0;
+    this.handle = active || finalOnly ? NativeExporter.acquire(options) : 0;
     if (!active) {
       this.scheduler = null;
-      this.finished = true;
+      this.finished = !finalOnly;
       return;
     }
     long period = Math.max(1, options.getMetricsPushPeriod() == null ? 5 : options.getMetricsPushPeriod());
@@ -56,13 +64,16 @@ public final class PrometheusMetricsPoller implements AutoCloseable {
     PrometheusExporterOptions o = options.as(PrometheusExporterOptions.class);
     boolean sinkExports = RunnerModes.sinkExports(o, result);
     RunnerModes.warnIfPollingIsNotLive(o, result);
-    if (sinkExports) {
+    boolean finalOnly = sinkExports && RunnerModes.pusherMayMissFinalValues(o);
+    if (finalOnly) {
+      LOG.info("{} exports through --metricsSink while running; the poller exports the final values", o.getRunner().getSimpleName());
+    } else if (sinkExports) {
       LOG.info("{} exports through --metricsSink already; the poller stays idle", o.getRunner().getSimpleName());
     }
-    return new PrometheusMetricsPoller(result, o, !sinkExports);
+    return new PrometheusMetricsPoller(result, o, !sinkExports, finalOnly);
   }
 
-  /** False when the poller stays idle because --metricsSink already exports on this runner. */
+  /** False when the poller stays idle because --metricsSink exports everything on this runner. */
   public boolean isActive() {
     return handle != 0;
   }
@@ -93,10 +104,43 @@ public final class PrometheusMetricsPoller implements AutoCloseable {
       if (handle == 0 || finished) {
         return;
       }
-      NativeExporter.export(
-          handle,
-          SnapshotEncoder.encode(result.metrics().queryMetrics(MetricsFilter.builder().build()), System.currentTimeMillis()));
+      NativeExporter.export(handle, SnapshotEncoder.encode(query(), System.currentTimeMillis()));
     }
+  }
+
+  private MetricQueryResults query() {
+    return result.metrics().queryMetrics(MetricsFilter.builder().build());
+  }
+
+  /**
+   * The final export. A detached Flink job's metrics reach its result shortly after the job has
+   * reached its terminal state (measured on a session cluster: an empty result at CANCELED, the
+   * values a moment later), so there an empty result is asked again for a bounded time.
+   */
+  private void exportFinal() {
+    synchronized (lock) {
+      if (handle == 0 || finished) {
+        return;
+      }
+      MetricQueryResults r = query();
+      long deadline = System.currentTimeMillis() + FINAL_METRICS_WAIT_MILLIS;
+      while (RunnerModes.finalMetricsMayLag(result) && isEmpty(r) && System.currentTimeMillis() < deadline) {
+        try {
+          Thread.sleep(200);
+        } catch (InterruptedException e) {
+          Thread.currentThread().interrupt();
+          break;
+        }
+        r = query();
+      }
+      NativeExporter.export(handle, SnapshotEncoder.encode(r, System.currentTimeMillis()));
+    }
+  }
+
+  private static boolean isEmpty(MetricQueryResults r) {
+    return !r.getCounters().iterator().hasNext()
+        && !r.getDistributions().iterator().hasNext()
+        && !r.getGauges().iterator().hasNext();
   }
 
   /** The final export (once), then waits for delivery at most NativeExporter.SHUTDOWN_FLUSH_MILLIS. */
@@ -105,10 +149,12 @@ public final class PrometheusMetricsPoller implements AutoCloseable {
       if (finished) {
         return;
       }
-      exportNow();
+      exportFinal();
       finished = true;
     }
-    scheduler.shutdown();
+    if (scheduler != null) {
+      scheduler.shutdown();
+    }
     // Delivered (or the wait bounded), and the exporter closed if no one else uses it.
     NativeExporter.release(handle, NativeExporter.SHUTDOWN_FLUSH_MILLIS);
   }
