@@ -205,8 +205,13 @@ final class FlinkBeamMetrics {
       Field f = gauge.getClass().getDeclaredField("data");
       f.setAccessible(true);
       Object result = f.get(gauge);
-      Object instant = result.getClass().getMethod("getTimestamp").invoke(result);
-      return ((Number) instant.getClass().getMethod("getMillis").invoke(instant)).longValue();
+      // AutoValue's class is package-private: its public getters need setAccessible.
+      Method ts = result.getClass().getMethod("getTimestamp");
+      ts.setAccessible(true);
+      Object instant = ts.invoke(result);
+      Method millis = instant.getClass().getMethod("getMillis");
+      millis.setAccessible(true);
+      return ((Number) millis.invoke(instant)).longValue();
     } catch (ReflectiveOperationException | RuntimeException ex) {
       return 0;
     }
