@@ -65,6 +65,8 @@ pub struct Stats {
     pub queued_samples: AtomicU64,
     pub last_success_ms: AtomicI64,
     pub last_latency_us: AtomicU64,
+    /// --prometheusMaxBufferedSamples, exported so an alert can compare `queued_samples` with it.
+    pub max_buffered_samples: AtomicU64,
 }
 
 /// A copy of `Stats` with stable names, as exported and as handed to Java.
@@ -73,7 +75,7 @@ pub fn stats_names() -> &'static [&'static str] {
         "samples_sent", "samples_retried", "samples_rejected", "samples_dropped", "requests_sent",
         "requests_failed", "pushes_sent", "pushes_failed", "entries_capped", "series_deduplicated",
         "mappings",
-        "queued_samples", "last_success_ms", "last_latency_us",
+        "queued_samples", "last_success_ms", "last_latency_us", "max_buffered_samples",
     ]
 }
 
@@ -94,6 +96,7 @@ impl Stats {
             self.queued_samples.load(Relaxed) as i64,
             self.last_success_ms.load(Relaxed),
             self.last_latency_us.load(Relaxed) as i64,
+            self.max_buffered_samples.load(Relaxed) as i64,
         ]
     }
 }
@@ -156,7 +159,8 @@ impl Exporter {
             .pushgateway_url
             .as_ref()
             .map(|u| pushgateway::group_url(u, &cfg.naming.job, &cfg.grouping));
-        let shared = Arc::new(Shared { client, stats: Stats::default(), group_url, cfg, last_error: Mutex::new(None) });
+        let stats = Stats { max_buffered_samples: AtomicU64::new(cfg.max_buffered_samples as u64), ..Stats::default() };
+        let shared = Arc::new(Shared { client, stats, group_url, cfg, last_error: Mutex::new(None) });
         let mut lanes = Vec::new();
         for (target, present) in [
             (Target::RemoteWrite, shared.cfg.remote_write_url.is_some()),
@@ -369,6 +373,7 @@ impl Exporter {
                 "queued_samples" => (FamilyType::Gauge, "exporter_queued_samples".to_string(), "Remote-write samples waiting to be sent"),
                 "last_success_ms" => (FamilyType::Gauge, "exporter_last_success_timestamp_seconds".to_string(), "When the exporter last delivered a request (Unix seconds)"),
                 "last_latency_us" => (FamilyType::Gauge, "exporter_last_request_duration_seconds".to_string(), "Duration of the exporter's last request"),
+                "max_buffered_samples" => (FamilyType::Gauge, "exporter_max_buffered_samples".to_string(), "Bound of exporter_queued_samples (--prometheusMaxBufferedSamples)"),
                 s => (FamilyType::Counter, format!("exporter_{}_total", s), "beam-prometheus exporter activity, see README (Self-metrics)"),
             };
             let full = if cfg.prefix.is_empty() { name } else { format!("{}_{}", cfg.prefix, name) };

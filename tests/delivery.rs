@@ -453,6 +453,12 @@ fn self_metrics_are_exported_with_valid_labels() {
     let meta = reqs[1].metadata.iter().find(|m| m.metric_family_name == "beam_exporter_samples_sent_total").unwrap();
     assert_eq!(meta.r#type, 1);
     assert!(!series_named(&reqs[0], "beam_exporter_queued_samples").is_empty());
+    // The buffer bound travels with the queue depth, so an alert can compare the two.
+    let bound = series_named(&reqs[0], "beam_exporter_max_buffered_samples");
+    assert_eq!(bound.len(), 1);
+    assert_eq!(bound[0].samples[0].value, 1_000_000.0);
+    let meta = reqs[0].metadata.iter().find(|m| m.metric_family_name == "beam_exporter_max_buffered_samples").unwrap();
+    assert_eq!(meta.r#type, 2); // gauge
 }
 
 // ---------------------------------------------------------------------------------------------
