@@ -10,6 +10,14 @@ python3 -c 'import prometheus_client' 2>/dev/null || pip install -q prometheus_c
 
 start_servers
 
+# The rules in monitoring/: promtool's syntax check and its unit tests (series in our naming).
+echo "== promtool check rules, promtool test rules"
+promtool_passed=0; promtool_failed=0
+for args in "check rules monitoring/beam-prometheus.rules.yml" "test rules monitoring/beam-prometheus.rules.test.yml"; do
+  # shellcheck disable=SC2086
+  if promtool $args; then promtool_passed=$((promtool_passed + 1)); else promtool_failed=$((promtool_failed + 1)); fi
+done
+
 cargo_log=$(mktemp /tmp/beamprom-cargo.XXXXXX)
 # --include-ignored: the tests that need the real servers started above run too.
 echo "== cargo test"
@@ -46,11 +54,11 @@ PY
 )
   java_passed=$((java_passed + t - fl - er - sk)); java_failed=$((java_failed + fl + er)); java_skipped=$((java_skipped + sk))
 done
-passed=$((rust_passed + java_passed)); failed=$((rust_failed + java_failed))
+passed=$((rust_passed + java_passed + promtool_passed)); failed=$((rust_failed + java_failed + promtool_failed))
 for suite in flinkClusterTest sparkClusterTest; do
   ls java/build/test-results/$suite/*.xml >/dev/null 2>&1 || { echo "the $suite suite did not run"; failed=$((failed + 1)); }
 done
 grep -h '^\[freshness\]' java/build/test-results/*ClusterTest/*.xml 2>/dev/null || true
-echo "rust: $rust_passed passed, $rust_failed failed; java: $java_passed passed, $java_failed failed, $java_skipped skipped"
+echo "rust: $rust_passed passed, $rust_failed failed; java: $java_passed passed, $java_failed failed, $java_skipped skipped; promtool: $promtool_passed passed, $promtool_failed failed"
 echo "$passed passed, $failed failed, $java_skipped skipped"
 [ "$cargo_rc" -eq 0 ] && [ "$gradle_rc" -eq 0 ] && [ "$cluster_rc" -eq 0 ] && [ "$failed" -eq 0 ]

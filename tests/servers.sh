@@ -5,7 +5,8 @@ set -euo pipefail
 ensure_packages() {
   local missing=()
   command -v gradle >/dev/null || missing+=(gradle)
-  command -v prometheus >/dev/null || missing+=(prometheus)
+  # The prometheus package brings promtool too (tests/run_all.sh checks monitoring/ with it).
+  { command -v prometheus && command -v promtool; } >/dev/null || missing+=(prometheus)
   command -v prometheus-pushgateway >/dev/null || missing+=(prometheus-pushgateway)
   command -v victoria-metrics >/dev/null || missing+=(victoria-metrics)
   command -v python3 >/dev/null || missing+=(python3)
