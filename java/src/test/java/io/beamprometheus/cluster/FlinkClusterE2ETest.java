@@ -15,7 +15,9 @@ import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
+import java.nio.file.Paths;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -84,26 +86,41 @@ public class FlinkClusterE2ETest {
     return "http://" + Servers.env("BEAMPROM_FLINK_MASTER") + path;
   }
 
-  /** The id of the running job with this name, waiting at most 60 s for it to start. */
   static String runningJob(String name) throws InterruptedException {
-    long deadline = System.currentTimeMillis() + 60_000;
+    return runningJob("http://" + Servers.env("BEAMPROM_FLINK_MASTER"), name, 60);
+  }
+
+  static void drain(String jid) throws Exception {
+    drain("http://" + Servers.env("BEAMPROM_FLINK_MASTER"), jid);
+  }
+
+  /** The id of the running job with this name, waiting at most {@code seconds} for it to start. */
+  static String runningJob(String restBase, String name, int seconds) throws InterruptedException {
+    long deadline = System.currentTimeMillis() + seconds * 1000L;
     while (System.currentTimeMillis() < deadline) {
-      for (JsonNode j : Servers.get(rest("/jobs/overview")).get("jobs")) {
+      JsonNode overview;
+      try {
+        overview = Servers.get(restBase + "/jobs/overview");
+      } catch (AssertionError notUpYet) {
+        Thread.sleep(500);
+        continue;
+      }
+      for (JsonNode j : overview.get("jobs")) {
         if (name.equals(j.get("name").asText()) && "RUNNING".equals(j.get("state").asText())) {
           return j.get("jid").asText();
         }
       }
       Thread.sleep(250);
     }
-    throw new AssertionError("job " + name + " did not start within 60 s");
+    throw new AssertionError("job " + name + " did not start within " + seconds + " s");
   }
 
   /** Stop with drain: sources end, every operator finishes, so the last values are final. */
-  static void drain(String jid) throws Exception {
+  static void drain(String restBase, String jid) throws Exception {
     HttpResponse<String> r =
         HttpClient.newHttpClient()
             .send(
-                HttpRequest.newBuilder(URI.create(rest("/jobs/" + jid + "/stop")))
+                HttpRequest.newBuilder(URI.create(restBase + "/jobs/" + jid + "/stop"))
                     .header("Content-Type", "application/json")
                     .POST(HttpRequest.BodyPublishers.ofString("{\"drain\": true}"))
                     .timeout(java.time.Duration.ofSeconds(10))
@@ -274,6 +291,110 @@ public class FlinkClusterE2ETest {
     System.err.print(log);
     assertTrue("the sink warns that attached streaming exports only at the end: " + log,
         log.contains("not exported while it ran") && log.contains("FlinkMetricsReporterFactory"));
+  }
+
+  /**
+   * Application mode: main() runs inside the JobManager of an application cluster started here
+   * (its own JobManager and TaskManager JVMs, the reporter configured as in the session cluster).
+   * The reporter exports live; the sink, built after the attached execute() returned, exports the
+   * final values and warns in the JobManager's log.
+   */
+  @Test
+  public void applicationModeReporterLiveAndSinkAtTheEnd() throws Exception {
+    String name = "cluster_flink_app_" + System.nanoTime();
+    String sinkJob = name + "_sink";
+    Path dir = Files.createTempDirectory("beamprom-flink-app");
+    Path tally = dir.resolve("tally.txt");
+    int rpc = freePort();
+    int restPort = freePort();
+    String conf = new String(Files.readAllBytes(Paths.get(Servers.env("FLINK_CONF_DIR"), "flink-conf.yaml")), StandardCharsets.UTF_8)
+        .replaceAll("(?m)^jobmanager\\.rpc\\.port: .*$", "jobmanager.rpc.port: " + rpc)
+        .replaceAll("(?m)^rest\\.port: .*$", "rest.port: " + restPort)
+        // Application mode defaults to detached execution, where Beam's attached path (its
+        // default, and the only one that builds MetricsPusher) fails when the job ends ("Job was
+        // submitted in detached mode"): measured here, and the README's recipe sets this.
+        + "execution.attached: true\n";
+    Files.createDirectories(dir.resolve("conf"));
+    Files.write(dir.resolve("conf/flink-conf.yaml"), conf.getBytes(StandardCharsets.UTF_8));
+    String cp = new String(Files.readAllBytes(Paths.get("build/main-jar.txt")), StandardCharsets.UTF_8).trim()
+        + java.io.File.pathSeparator + Servers.env("BEAMPROM_JOB_JAR")
+        + java.io.File.pathSeparator + new String(Files.readAllBytes(Paths.get("build/flink-classpath.txt")), StandardCharsets.UTF_8).trim();
+    List<String> jm = javaCommand(cp, "-Xmx700m");
+    jm.addAll(Arrays.asList(FlinkApplicationEntrypoint.class.getName(), dir.resolve("conf").toString(),
+        LiveApplication.class.getName(), tally.toString(),
+        "--runner=FlinkRunner", "--streaming=true", "--parallelism=1", "--jobName=" + name,
+        "--metricsSink=" + PrometheusMetricsSink.class.getName(), "--metricsPushPeriod=1",
+        "--prometheusJobName=" + sinkJob, "--prometheusRemoteWriteUrl=" + Servers.remoteWriteUrl()));
+    List<String> tm = javaCommand(cp, "-Xmx512m", "-XX:MaxDirectMemorySize=256m");
+    tm.addAll(Arrays.asList("org.apache.flink.runtime.taskexecutor.TaskManagerRunner", "--configDir", dir.resolve("conf").toString()));
+    Process jobManager = start(jm, dir.resolve("conf"), dir.resolve("jobmanager.log"));
+    Process taskManager = start(tm, dir.resolve("conf"), dir.resolve("taskmanager.log"));
+    try {
+      long start = System.currentTimeMillis();
+      String restBase = "http://127.0.0.1:" + restPort;
+      String jid = runningJob(restBase, name, 120);
+      // Watched from the job's start: the cluster's own start-up is not the exporter's doing.
+      start = System.currentTimeMillis();
+      String[] sel = reporterSelectors(name);
+      LiveWatch[] w = watch(sel, start);
+      double stopAt = System.currentTimeMillis() / 1000.0;
+      try {
+        drain(restBase, jid);
+      } catch (java.io.IOException jobManagerAlreadyGone) {
+        // The drain completes and the application cluster shuts down, sometimes before answering.
+      }
+      // The application's main() returns once the sink has been built and has pushed.
+      long deadline = System.currentTimeMillis() + 120_000;
+      while (!new String(Files.readAllBytes(dir.resolve("jobmanager.log")), StandardCharsets.UTF_8).contains("Application completed")) {
+        assertTrue("the application did not complete within 120 s", System.currentTimeMillis() < deadline);
+        Thread.sleep(500);
+      }
+      for (String s : sel) {
+        LiveWatch.assertRising(s, start / 1000.0, stopAt, 3);
+      }
+      long[] t = LivePipeline.tally(tally);
+      assertTrue("elements counted: " + t.length, t.length > 0);
+      for (String s : sel) {
+        awaitValue(Servers.prometheus(), s, t.length, 30);
+      }
+      String sinkSel = "beam_ticks_total{job=\"" + sinkJob + "\",namespace=\"" + LivePipeline.NS + "\",result=\"attempted\"}";
+      awaitValue(Servers.prometheus(), sinkSel, t.length, 30);
+      assertTrue("the sink's series appeared only after the job ended",
+          rangeOrEmpty(sinkSel, start / 1000.0, stopAt).isEmpty());
+      String log = new String(Files.readAllBytes(dir.resolve("jobmanager.log")), StandardCharsets.UTF_8);
+      assertTrue("the sink warns in the JobManager's log", log.contains("not exported while it ran"));
+      System.out.println("[freshness] flink reporter (application mode), " + LiveWatch.describe("remote-write", w[0].freshness(t)));
+      System.out.println("[freshness] flink reporter (application mode), " + LiveWatch.describe("pushgateway", w[1].freshness(t)));
+    } finally {
+      jobManager.destroyForcibly();
+      taskManager.destroyForcibly();
+      taskManager.waitFor(30, TimeUnit.SECONDS);
+    }
+  }
+
+  static List<String> javaCommand(String cp, String... jvm) {
+    List<String> c = new ArrayList<>();
+    c.add(Paths.get(System.getProperty("java.home"), "bin", "java").toString());
+    c.addAll(Arrays.asList(jvm));
+    for (String p : new String[] {"java.lang", "java.util", "java.net", "java.io", "java.nio", "sun.nio.ch",
+        "java.lang.reflect", "java.text", "java.time", "java.util.concurrent", "java.util.concurrent.atomic", "java.lang.invoke"}) {
+      c.add("--add-opens=java.base/" + p + "=ALL-UNNAMED");
+    }
+    c.add("-cp");
+    c.add(cp);
+    return c;
+  }
+
+  static Process start(List<String> command, Path confDir, Path log) throws java.io.IOException {
+    ProcessBuilder b = new ProcessBuilder(command).redirectErrorStream(true).redirectOutput(log.toFile());
+    b.environment().put("FLINK_CONF_DIR", confDir.toString());
+    return b.start();
+  }
+
+  static int freePort() throws java.io.IOException {
+    try (java.net.ServerSocket s = new java.net.ServerSocket(0, 1, java.net.InetAddress.getLoopbackAddress())) {
+      return s.getLocalPort();
+    }
   }
 
   static List<Double> rangeOrEmpty(String promql, double startSec, double endSec) {
