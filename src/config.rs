@@ -69,8 +69,14 @@ pub struct Config {
     /// Remote-write samples held while the receiver is unreachable; the oldest go first.
     pub max_buffered_samples: usize,
     pub max_samples_per_request: usize,
-    /// Tries of one request that keeps failing with a retryable error before it is dropped.
-    pub max_attempts: u32,
+    /// Tries of one request that keeps failing with a retryable error before it is dropped;
+    /// none by default: the retry budget and the buffer bound it.
+    pub max_attempts: Option<u32>,
+    /// How long a request is retried after it was queued before it is given up.
+    pub retry_budget: Duration,
+    /// Optional disk buffer (disk_buffer.rs) for remote-write requests, and its bound in bytes.
+    pub buffer_dir: Option<String>,
+    pub buffer_dir_max_bytes: u64,
     pub min_backoff: Duration,
     pub max_backoff: Duration,
     /// Send staleness markers for every series when the exporter closes.
@@ -103,9 +109,12 @@ pub mod defaults {
     pub const PREFIX: &str = "beam";
     pub const TIMEOUT_MS: u64 = 10_000;
     pub const CONNECT_TIMEOUT_MS: u64 = 5_000;
-    pub const MAX_BUFFERED_SAMPLES: usize = 1_000_000;
+    /// A 10-minute outage of 10k series pushed every 5 s is 1.2M samples (README).
+    pub const MAX_BUFFERED_SAMPLES: usize = 2_000_000;
     pub const MAX_SAMPLES_PER_REQUEST: usize = 2_000;
-    pub const MAX_ATTEMPTS: u32 = 10;
+    /// 15 minutes: longer than the outages the issue plans for (10 minutes).
+    pub const RETRY_BUDGET_MS: u64 = 900_000;
+    pub const BUFFER_DIR_MAX_BYTES: u64 = 1 << 30;
     pub const MIN_BACKOFF_MS: u64 = 30;
     pub const MAX_BACKOFF_MS: u64 = 5_000;
     pub const SET_CAP: usize = 100;
@@ -180,7 +189,10 @@ impl Config {
         let mut delete_on_end = false;
         let mut max_buffered_samples = defaults::MAX_BUFFERED_SAMPLES;
         let mut max_samples_per_request = defaults::MAX_SAMPLES_PER_REQUEST;
-        let mut max_attempts = defaults::MAX_ATTEMPTS;
+        let mut max_attempts = None;
+        let mut retry_budget_ms = defaults::RETRY_BUDGET_MS;
+        let mut buffer_dir = None;
+        let mut buffer_dir_max_bytes = defaults::BUFFER_DIR_MAX_BYTES;
         let mut min_backoff_ms = defaults::MIN_BACKOFF_MS;
         let mut max_backoff_ms = defaults::MAX_BACKOFF_MS;
         let mut set_cap = defaults::SET_CAP;
@@ -255,7 +267,12 @@ impl Config {
                 ("prometheusDeleteOnEnd", None) => delete_on_end = boolean(option, v)?,
                 ("prometheusMaxBufferedSamples", None) => max_buffered_samples = number(option, v, 1usize)?,
                 ("prometheusMaxSamplesPerRequest", None) => max_samples_per_request = number(option, v, 1usize)?,
-                ("prometheusMaxAttempts", None) => max_attempts = number(option, v, 1u32)?,
+                // Empty or 0: no attempt bound (the default), only the retry budget.
+                ("prometheusMaxAttempts", None) if v.trim().is_empty() || v.trim() == "0" => max_attempts = None,
+                ("prometheusMaxAttempts", None) => max_attempts = Some(number(option, v, 1u32)?),
+                ("prometheusRetryBudgetMillis", None) => retry_budget_ms = number(option, v, 1u64)?,
+                ("prometheusBufferDir", None) if !v.is_empty() => buffer_dir = Some(v.clone()),
+                ("prometheusBufferDirMaxBytes", None) => buffer_dir_max_bytes = number(option, v, 65_536u64)?,
                 ("prometheusMinBackoffMillis", None) => min_backoff_ms = number(option, v, 1u64)?,
                 ("prometheusMaxBackoffMillis", None) => max_backoff_ms = number(option, v, 1u64)?,
                 ("prometheusSetCap", None) => set_cap = number(option, v, 1usize)?,
@@ -293,7 +310,7 @@ impl Config {
                 ("prometheusProxyUrl", None) if !v.is_empty() => proxy_url = Some(url(option, v)?),
                 ("prometheusTlsCaFile" | "prometheusTlsCertFile" | "prometheusTlsKeyFile" | "prometheusTlsServerName"
                 | "prometheusBasicAuthUser" | "prometheusBasicAuthPasswordFile" | "prometheusBasicAuthPasswordEnv"
-                | "prometheusBearerTokenFile" | "prometheusBearerTokenEnv" | "prometheusProxyUrl", None) => {}
+                | "prometheusBearerTokenFile" | "prometheusBearerTokenEnv" | "prometheusProxyUrl" | "prometheusBufferDir", None) => {}
                 _ => return Err(ConfigError(format!("unknown exporter option '{}'", k))),
             }
         }
@@ -306,6 +323,9 @@ impl Config {
             Some(j) if !j.trim().is_empty() => j,
             _ => return err("prometheusJobName", "must not be empty"),
         };
+        if buffer_dir.is_some() && remote_write_url.is_none() {
+            return err("prometheusBufferDir", "buffers remote-write requests; set --prometheusRemoteWriteUrl too (the Pushgateway only ever needs the newest push)");
+        }
         if min_backoff_ms > max_backoff_ms {
             return err("prometheusMinBackoffMillis", format!("{} is above --prometheusMaxBackoffMillis {}", min_backoff_ms, max_backoff_ms));
         }
@@ -359,6 +379,9 @@ impl Config {
             max_buffered_samples,
             max_samples_per_request,
             max_attempts,
+            retry_budget: Duration::from_millis(retry_budget_ms),
+            buffer_dir,
+            buffer_dir_max_bytes,
             min_backoff: Duration::from_millis(min_backoff_ms),
             max_backoff: Duration::from_millis(max_backoff_ms),
             stale_on_close,

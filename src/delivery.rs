@@ -5,6 +5,7 @@
 
 use crate::config::{Config, PushFormat, PushMethod};
 use crate::contract::{self, DecodeError};
+use crate::disk_buffer::DiskBuffer;
 use crate::model::Snapshot;
 use crate::naming::{self, Family, FamilyType, Mapped, Sample};
 use crate::pushgateway;
@@ -38,6 +39,24 @@ struct Job {
     samples: u64,
     attempts: u32,
     not_before: Instant,
+    /// Retried until --prometheusRetryBudgetMillis after this.
+    queued_at: Instant,
+    /// Its record in the disk buffer, when written there.
+    disk_id: Option<u64>,
+}
+
+impl Job {
+    fn new(request: Request, samples: u64) -> Job {
+        let now = Instant::now();
+        Job { request, samples, attempts: 0, not_before: now, queued_at: now, disk_id: None }
+    }
+
+    fn bytes(&self) -> u64 {
+        match &self.request {
+            Request::RemoteWrite(b) | Request::Push(b) => b.len() as u64,
+            Request::Delete => 0,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -63,6 +82,8 @@ pub struct Stats {
     /// Snapshots mapped afresh: the first, and each whose structure changed (reuse.rs).
     pub mappings: AtomicU64,
     pub queued_samples: AtomicU64,
+    /// Bytes of the queued remote-write requests (compressed bodies): the buffer's memory.
+    pub queued_bytes: AtomicU64,
     pub last_success_ms: AtomicI64,
     pub last_latency_us: AtomicU64,
     /// --prometheusMaxBufferedSamples, exported so an alert can compare `queued_samples` with it.
@@ -75,7 +96,7 @@ pub fn stats_names() -> &'static [&'static str] {
         "samples_sent", "samples_retried", "samples_rejected", "samples_dropped", "requests_sent",
         "requests_failed", "pushes_sent", "pushes_failed", "entries_capped", "series_deduplicated",
         "mappings",
-        "queued_samples", "last_success_ms", "last_latency_us", "max_buffered_samples",
+        "queued_samples", "queued_bytes", "last_success_ms", "last_latency_us", "max_buffered_samples",
     ]
 }
 
@@ -94,6 +115,7 @@ impl Stats {
             self.series_deduplicated.load(Relaxed) as i64,
             self.mappings.load(Relaxed) as i64,
             self.queued_samples.load(Relaxed) as i64,
+            self.queued_bytes.load(Relaxed) as i64,
             self.last_success_ms.load(Relaxed),
             self.last_latency_us.load(Relaxed) as i64,
             self.max_buffered_samples.load(Relaxed) as i64,
@@ -110,6 +132,30 @@ struct LaneState {
     failing: bool,
     /// The worker stopped at the close deadline with requests still queued.
     abandoned: bool,
+    /// Remote-write only, with --prometheusBufferDir: the queue's requests on disk.
+    disk: Option<DiskBuffer>,
+    /// The disk buffer failed to write (e.g. a full disk): logged once until it works again.
+    disk_failing: bool,
+    /// Samples dropped by the buffer bound since the last delivery (one warning per episode).
+    overflow_dropped: u64,
+    /// Samples given up (retry budget, attempts) since delivery last worked.
+    given_up: u64,
+}
+
+impl LaneState {
+    /// Everything before the oldest queued request that is on disk is delivered or dropped.
+    fn ack_disk(&mut self) {
+        let first = self.jobs.iter().find_map(|j| j.disk_id);
+        if let Some(d) = &mut self.disk {
+            let upto = first.unwrap_or_else(|| d.next_id()).saturating_sub(1);
+            d.ack(upto);
+        }
+    }
+
+    fn update_queued(&self, stats: &Stats) {
+        stats.queued_samples.store(self.jobs.iter().map(|j| j.samples).sum(), Relaxed);
+        stats.queued_bytes.store(self.jobs.iter().map(|j| j.bytes()).sum(), Relaxed);
+    }
 }
 
 struct Lane {
@@ -161,6 +207,7 @@ impl Exporter {
             .map(|u| pushgateway::group_url(u, &cfg.naming.job, &cfg.grouping));
         let stats = Stats { max_buffered_samples: AtomicU64::new(cfg.max_buffered_samples as u64), ..Stats::default() };
         let shared = Arc::new(Shared { client, stats, group_url, cfg, last_error: Mutex::new(None) });
+        let mut last_time_ms = i64::MIN;
         let mut lanes = Vec::new();
         for (target, present) in [
             (Target::RemoteWrite, shared.cfg.remote_write_url.is_some()),
@@ -169,7 +216,24 @@ impl Exporter {
             if !present {
                 continue;
             }
-            let lane = Arc::new(Lane { target, state: Mutex::new(LaneState::default()), cv: Condvar::new() });
+            let mut state = LaneState::default();
+            if let (Target::RemoteWrite, Some(dir)) = (target, &shared.cfg.buffer_dir) {
+                let (disk, records) = DiskBuffer::open(dir, shared.cfg.buffer_dir_max_bytes)?;
+                state.disk = Some(disk);
+                if !records.is_empty() {
+                    let samples: u64 = records.iter().map(|r| r.samples as u64).sum();
+                    log::info!("delivering first {} requests ({} samples) left in --prometheusBufferDir by an earlier run", records.len(), samples);
+                    last_time_ms = records.iter().map(|r| r.time_ms).max().unwrap_or(last_time_ms);
+                    let jobs = records
+                        .into_iter()
+                        .map(|r| Job { disk_id: Some(r.id), ..Job::new(Request::RemoteWrite(Bytes::from(r.body)), r.samples as u64) })
+                        .collect();
+                    if let Some(msg) = make_room(&shared, &mut state, jobs) {
+                        log::warn!("{}", msg);
+                    }
+                }
+            }
+            let lane = Arc::new(Lane { target, state: Mutex::new(state), cv: Condvar::new() });
             let (l, s) = (lane.clone(), shared.clone());
             std::thread::Builder::new()
                 .name(format!("beam-prometheus-{:?}", target).to_lowercase())
@@ -181,7 +245,7 @@ impl Exporter {
             shared,
             lanes,
             cache: Mutex::new(MappingCache::default()),
-            last_time_ms: Mutex::new(i64::MIN),
+            last_time_ms: Mutex::new(last_time_ms),
             closed: std::sync::RwLock::new(false),
         })
     }
@@ -290,38 +354,53 @@ impl Exporter {
         let jobs = c
             .remote_write_bodies(time_ms, self.shared.cfg.max_samples_per_request, stale)
             .into_iter()
-            .map(|(body, n)| Job { request: Request::RemoteWrite(Bytes::from(body)), samples: n as u64, attempts: 0, not_before: Instant::now() })
+            .map(|(body, n)| Job::new(Request::RemoteWrite(Bytes::from(body)), n as u64))
             .collect();
-        self.enqueue_bounded(lane, jobs);
+        self.enqueue_bounded(lane, jobs, time_ms);
     }
 
-    /// Queues remote-write jobs, dropping the oldest queued ones beyond --prometheusMaxBufferedSamples.
-    /// Beam snapshots are cumulative, so the newest snapshot alone still carries every series'
-    /// newest value: what is dropped are intermediate samples.
-    fn enqueue_bounded(&self, lane: &Lane, jobs: Vec<Job>) {
-        let stats = &self.shared.stats;
-        let mut st = lock(&lane.state);
-        let incoming: u64 = jobs.iter().map(|j| j.samples).sum();
-        let mut queued: u64 = st.jobs.iter().map(|j| j.samples).sum();
-        let limit = self.shared.cfg.max_buffered_samples as u64;
-        let mut dropped = 0u64;
-        let first_droppable = if st.busy { 1 } else { 0 };
-        while queued + incoming > limit && st.jobs.len() > first_droppable {
-            let Some(j) = st.jobs.remove(first_droppable) else { break };
-            queued -= j.samples;
-            dropped += j.samples;
+    /// Queues remote-write jobs, dropping the oldest queued ones beyond the bounds
+    /// (make_room); with a disk buffer they are written and synced before this returns.
+    fn enqueue_bounded(&self, lane: &Lane, mut jobs: Vec<Job>, time_ms: i64) {
+        let mut logs = Vec::new();
+        let mut guard = lock(&lane.state);
+        let st = &mut *guard;
+        if let Some(disk) = &mut st.disk {
+            let batch: Vec<(i64, u32, &[u8])> = jobs
+                .iter()
+                .map(|j| match &j.request {
+                    Request::RemoteWrite(b) => (time_ms, j.samples as u32, &b[..]),
+                    _ => (time_ms, 0, &[][..]),
+                })
+                .collect();
+            let written = match disk.append(&batch) {
+                Ok(first) => (first, jobs.len()),
+                Err((e, n)) => {
+                    if !st.disk_failing {
+                        st.disk_failing = true;
+                        logs.push(format!(
+                            "cannot write to --prometheusBufferDir ({}): queued requests are held in memory only (lost if the process dies) until writing works again",
+                            e
+                        ));
+                    }
+                    (disk.next_id() - n as u64, n)
+                }
+            };
+            if written.1 == jobs.len() && st.disk_failing {
+                st.disk_failing = false;
+                log::info!("--prometheusBufferDir: writing works again");
+            }
+            for (i, j) in jobs.iter_mut().take(written.1).enumerate() {
+                j.disk_id = Some(written.0 + i as u64);
+            }
         }
-        st.jobs.extend(jobs);
-        stats.queued_samples.store(queued + incoming, Relaxed);
-        drop(st);
+        if let Some(msg) = make_room(&self.shared, st, jobs) {
+            logs.push(msg);
+        }
+        drop(guard);
         lane.cv.notify_all();
-        if dropped > 0 {
-            stats.samples_dropped.fetch_add(dropped, Relaxed);
-            log::warn!(
-                "remote-write buffer full (--prometheusMaxBufferedSamples={}): dropped the {} oldest buffered samples",
-                limit,
-                dropped
-            );
+        for m in logs {
+            log::warn!("{}", m);
         }
     }
 
@@ -336,7 +415,7 @@ impl Exporter {
             i += 1;
             keep
         });
-        st.jobs.push_back(Job { request, samples, attempts: 0, not_before: Instant::now() });
+        st.jobs.push_back(Job::new(request, samples));
         drop(st);
         lane.cv.notify_all();
     }
@@ -371,6 +450,7 @@ impl Exporter {
         for (i, stat) in names.iter().enumerate() {
             let (typ, name, help) = match *stat {
                 "queued_samples" => (FamilyType::Gauge, "exporter_queued_samples".to_string(), "Remote-write samples waiting to be sent"),
+                "queued_bytes" => (FamilyType::Gauge, "exporter_queued_bytes".to_string(), "Size of the queued remote-write requests (compressed)"),
                 "last_success_ms" => (FamilyType::Gauge, "exporter_last_success_timestamp_seconds".to_string(), "When the exporter last delivered a request (Unix seconds)"),
                 "last_latency_us" => (FamilyType::Gauge, "exporter_last_request_duration_seconds".to_string(), "Duration of the exporter's last request"),
                 "max_buffered_samples" => (FamilyType::Gauge, "exporter_max_buffered_samples".to_string(), "Bound of exporter_queued_samples (--prometheusMaxBufferedSamples)"),
@@ -424,7 +504,7 @@ impl Exporter {
                 }
                 Target::Pushgateway if cfg.delete_on_end => {
                     let mut st = lock(&lane.state);
-                    st.jobs.push_back(Job { request: Request::Delete, samples: 0, attempts: 0, not_before: Instant::now() });
+                    st.jobs.push_back(Job::new(Request::Delete, 0));
                 }
                 _ => {}
             }
@@ -449,6 +529,47 @@ impl Drop for Exporter {
     }
 }
 
+/// Queues `jobs` behind the lane's, first dropping the oldest queued requests beyond
+/// --prometheusMaxBufferedSamples and, with a disk buffer, --prometheusBufferDirMaxBytes (the
+/// one being sent stays). Beam snapshots are cumulative, so the newest snapshot alone still
+/// carries every series' newest value: what is dropped are intermediate samples. Counted;
+/// returns the warning to log, once per episode.
+fn make_room(shared: &Shared, st: &mut LaneState, jobs: Vec<Job>) -> Option<String> {
+    let cfg = &shared.cfg;
+    let incoming: u64 = jobs.iter().map(|j| j.samples).sum();
+    let mut queued: u64 = st.jobs.iter().map(|j| j.samples).sum();
+    let limit = cfg.max_buffered_samples as u64;
+    let disk_over = |st: &LaneState| st.disk.as_ref().is_some_and(|d| d.live_bytes() > d.max_bytes());
+    let mut dropped = 0u64;
+    let first_droppable = if st.busy { 1 } else { 0 };
+    while (queued + incoming > limit || disk_over(st)) && st.jobs.len() > first_droppable {
+        let Some(j) = st.jobs.remove(first_droppable) else { break };
+        queued -= j.samples;
+        dropped += j.samples;
+        if let (Some(d), Some(id)) = (&mut st.disk, j.disk_id) {
+            d.forget(id);
+        }
+    }
+    st.jobs.extend(jobs);
+    st.ack_disk();
+    st.update_queued(&shared.stats);
+    if dropped == 0 {
+        return None;
+    }
+    shared.stats.samples_dropped.fetch_add(dropped, Relaxed);
+    let first_of_episode = st.overflow_dropped == 0;
+    st.overflow_dropped += dropped;
+    first_of_episode.then(|| {
+        format!(
+            "remote-write buffer full (--prometheusMaxBufferedSamples={}{}): dropping the oldest buffered samples ({} now); \
+             counted in samples_dropped, summed up when delivery works again",
+            limit,
+            st.disk.as_ref().map_or(String::new(), |d| format!(", --prometheusBufferDirMaxBytes={}", d.max_bytes())),
+            dropped
+        )
+    })
+}
+
 fn worker(lane: &Lane, shared: &Shared) {
     let stats = &shared.stats;
     loop {
@@ -459,13 +580,20 @@ fn worker(lane: &Lane, shared: &Shared) {
                 if let Some(deadline) = st.closing {
                     if st.jobs.is_empty() || now >= deadline {
                         let left: u64 = st.jobs.iter().map(|j| j.samples).sum();
+                        let on_disk: u64 = st.jobs.iter().filter(|j| j.disk_id.is_some()).map(|j| j.samples).sum();
                         st.abandoned |= !st.jobs.is_empty();
+                        // Requests on disk are not acknowledged: the next exporter on the
+                        // directory delivers them.
                         st.jobs.clear();
+                        st.update_queued(stats);
                         lane.cv.notify_all();
                         drop(st);
-                        if left > 0 {
-                            stats.samples_dropped.fetch_add(left, Relaxed);
-                            log::warn!("exporter closed with {} samples undelivered ({:?})", left, lane.target);
+                        if left > on_disk {
+                            stats.samples_dropped.fetch_add(left - on_disk, Relaxed);
+                            log::warn!("exporter closed with {} samples undelivered ({:?})", left - on_disk, lane.target);
+                        }
+                        if on_disk > 0 {
+                            log::warn!("exporter closed with {} samples undelivered; they stay in --prometheusBufferDir for the next start", on_disk);
                         }
                         return;
                     }
@@ -503,6 +631,7 @@ fn worker(lane: &Lane, shared: &Shared) {
         match outcome {
             Outcome::Sent => {
                 st.jobs.pop_front();
+                st.ack_disk();
                 ok.fetch_add(1, Relaxed);
                 if lane.target == Target::RemoteWrite {
                     stats.samples_sent.fetch_add(job.samples, Relaxed);
@@ -510,11 +639,18 @@ fn worker(lane: &Lane, shared: &Shared) {
                 stats.last_success_ms.store(now_ms(), Relaxed);
                 if st.failing {
                     st.failing = false;
-                    logs.push((log::Level::Info, format!("{:?}: delivering again", lane.target)));
+                    let given_up = std::mem::take(&mut st.given_up);
+                    let extra = if given_up > 0 { format!(" ({} samples were given up while it failed)", given_up) } else { String::new() };
+                    logs.push((log::Level::Info, format!("{:?}: delivering again{}", lane.target, extra)));
+                }
+                if st.overflow_dropped > 0 {
+                    let n = std::mem::take(&mut st.overflow_dropped);
+                    logs.push((log::Level::Warn, format!("{:?}: buffer bound episode over: {} of the oldest buffered samples were dropped in all", lane.target, n)));
                 }
             }
             Outcome::Reject(why) => {
                 st.jobs.pop_front();
+                st.ack_disk();
                 failed.fetch_add(1, Relaxed);
                 stats.samples_rejected.fetch_add(job.samples, Relaxed);
                 logs.push((log::Level::Error, format!("{:?}: request rejected, not retried; {} samples dropped: {}", lane.target, job.samples, why)));
@@ -528,16 +664,29 @@ fn worker(lane: &Lane, shared: &Shared) {
                     }
                     None => 0,
                 };
-                if attempts >= shared.cfg.max_attempts {
+                let cfg = &shared.cfg;
+                let age = job.queued_at.elapsed();
+                let out_of_attempts = cfg.max_attempts.is_some_and(|m| attempts >= m);
+                if attempts > 0 && (age >= cfg.retry_budget || out_of_attempts) {
                     st.jobs.pop_front();
+                    st.ack_disk();
                     stats.samples_rejected.fetch_add(job.samples, Relaxed);
-                    logs.push((log::Level::Error, format!(
-                        "{:?}: gave up after {} attempts (--prometheusMaxAttempts); {} samples dropped: {}",
-                        lane.target, shared.cfg.max_attempts, job.samples, why
+                    let bound = if out_of_attempts {
+                        format!("{} attempts (--prometheusMaxAttempts)", attempts)
+                    } else {
+                        format!("{} attempts in {:?} (--prometheusRetryBudgetMillis={})", attempts, age, cfg.retry_budget.as_millis())
+                    };
+                    // Once per outage: every queued request may reach its bound in turn.
+                    let level = if st.given_up == 0 { log::Level::Error } else { log::Level::Debug };
+                    st.given_up += job.samples;
+                    logs.push((level, format!(
+                        "{:?}: gave up after {}; {} samples dropped (more are counted in samples_rejected and summed up when delivery works again): {}",
+                        lane.target, bound, job.samples, why
                     )));
                 } else if attempts > 0 {
                     stats.samples_retried.fetch_add(job.samples, Relaxed);
-                    let delay = after.unwrap_or_else(|| backoff(&shared.cfg, attempts));
+                    // The last attempt comes when the budget ends, not a backoff later.
+                    let delay = after.unwrap_or_else(|| backoff(cfg, attempts)).min(cfg.retry_budget.saturating_sub(age));
                     if let Some(front) = st.jobs.front_mut() {
                         front.not_before = Instant::now() + delay;
                     }
@@ -551,7 +700,7 @@ fn worker(lane: &Lane, shared: &Shared) {
             }
         }
         if lane.target == Target::RemoteWrite {
-            stats.queued_samples.store(st.jobs.iter().map(|j| j.samples).sum(), Relaxed);
+            st.update_queued(stats);
         }
         drop(st);
         lane.cv.notify_all();

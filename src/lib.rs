@@ -5,6 +5,7 @@
 pub mod config;
 pub mod contract;
 pub mod delivery;
+pub mod disk_buffer;
 pub mod http;
 pub mod model;
 pub mod naming;

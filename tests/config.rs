@@ -50,7 +50,10 @@ fn bad_values_name_their_option() {
         ("prometheusMaxBufferedSamples", "0".into(), "--prometheusMaxBufferedSamples:"),
         ("prometheusMaxBufferedSamples", "lots".into(), "--prometheusMaxBufferedSamples:"),
         ("prometheusMaxSamplesPerRequest", "0".into(), "--prometheusMaxSamplesPerRequest:"),
-        ("prometheusMaxAttempts", "0".into(), "--prometheusMaxAttempts:"),
+        ("prometheusMaxAttempts", "-1".into(), "--prometheusMaxAttempts:"),
+        ("prometheusRetryBudgetMillis", "0".into(), "--prometheusRetryBudgetMillis:"),
+        ("prometheusRetryBudgetMillis", "15m".into(), "--prometheusRetryBudgetMillis:"),
+        ("prometheusBufferDirMaxBytes", "1000".into(), "--prometheusBufferDirMaxBytes:"),
         ("prometheusMaxAttempts", "4294967296".into(), "--prometheusMaxAttempts:"),
         ("prometheusMinBackoffMillis", "0".into(), "--prometheusMinBackoffMillis:"),
         ("prometheusMaxBackoffMillis", "x".into(), "--prometheusMaxBackoffMillis:"),
@@ -158,15 +161,18 @@ fn defaults() {
     assert!(c.export_self_metrics);
     assert_eq!(c.timeout, Duration::from_secs(10));
     assert_eq!(c.connect_timeout, Duration::from_secs(5));
-    assert_eq!(c.max_buffered_samples, 1_000_000);
+    assert_eq!(c.max_buffered_samples, 2_000_000);
     assert_eq!(c.max_samples_per_request, 2_000);
-    assert_eq!(c.max_attempts, 10);
+    // Retries are bounded by time (15 minutes) and the buffer, not by a count.
+    assert_eq!(c.max_attempts, None);
+    assert_eq!(c.retry_budget, Duration::from_secs(15 * 60));
+    assert_eq!((c.buffer_dir.as_deref(), c.buffer_dir_max_bytes), (None, 1 << 30));
     assert_eq!(c.min_backoff, Duration::from_millis(30));
     assert_eq!(c.max_backoff, Duration::from_millis(5_000));
     assert!(c.min_backoff <= c.max_backoff);
     // The named defaults agree with what is applied.
     assert_eq!(c.timeout, Duration::from_millis(defaults::TIMEOUT_MS));
-    assert_eq!(c.max_attempts, defaults::MAX_ATTEMPTS);
+    assert_eq!(c.retry_budget, Duration::from_millis(defaults::RETRY_BUDGET_MS));
 }
 
 #[test]
@@ -193,8 +199,13 @@ fn every_option_parses() {
         ("prometheusSetCap", "7"),
         ("prometheusStaleOnEnd", "true"),
         ("prometheusSelfMetrics", "False"),
+        ("prometheusRetryBudgetMillis", "60000"),
+        ("prometheusBufferDir", "/var/tmp/beam-buffer"),
+        ("prometheusBufferDirMaxBytes", "1048576"),
     ]))
     .unwrap();
+    assert_eq!(c.retry_budget, Duration::from_secs(60));
+    assert_eq!((c.buffer_dir.as_deref(), c.buffer_dir_max_bytes), (Some("/var/tmp/beam-buffer"), 1 << 20));
     assert_eq!(c.remote_write_url.as_deref(), Some("https://mimir.example/api/v1/push"));
     assert_eq!(c.pushgateway_url.as_deref(), Some(PG));
     assert_eq!(c.naming.job, "my job");
@@ -206,7 +217,7 @@ fn every_option_parses() {
     assert_eq!(c.connect_timeout, Duration::from_millis(2500), "never above the total timeout");
     assert_eq!(c.push_method, PushMethod::Post);
     assert!(c.delete_on_end && c.stale_on_close && !c.export_self_metrics);
-    assert_eq!((c.max_buffered_samples, c.max_samples_per_request, c.max_attempts, c.naming.set_cap), (10, 3, 4, 7));
+    assert_eq!((c.max_buffered_samples, c.max_samples_per_request, c.max_attempts, c.naming.set_cap), (10, 3, Some(4), 7));
     assert_eq!((c.min_backoff, c.max_backoff), (Duration::from_millis(5), Duration::from_millis(50)));
 }
 
@@ -263,4 +274,14 @@ fn from_bytes() {
     bad_utf8.extend([0xc3, 0x28]);
     bad_utf8.extend(0u32.to_be_bytes());
     assert!(Config::from_bytes(&bad_utf8).unwrap_err().0.starts_with("malformed options buffer"));
+}
+
+#[test]
+fn retry_and_buffer_dir_options() {
+    // 0 or empty: no attempt bound, only the retry budget.
+    for v in ["0", ""] {
+        assert_eq!(Config::from_pairs(&with(&[("prometheusMaxAttempts", v)])).unwrap().max_attempts, None, "{:?}", v);
+    }
+    let e = error_of(&pairs(&[("prometheusPushgatewayUrl", PG), ("prometheusJobName", "j"), ("prometheusBufferDir", "/tmp/x")]));
+    assert!(e.starts_with("--prometheusBufferDir:") && e.contains("--prometheusRemoteWriteUrl"), "{}", e);
 }
