@@ -194,6 +194,10 @@ impl DiskBuffer {
 
         let ledger_path = dir.join("ledger");
         let ledger = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&ledger_path).map_err(|e| fail("use", e))?;
+        // Both slots allocated now, so that a full disk cannot stop acknowledgements later.
+        if ledger.metadata().map(|m| m.len() < 32).unwrap_or(true) {
+            ledger.write_all_at(&[0u8; 32], 0).and_then(|_| ledger.sync_data()).map_err(|e| fail("write the ledger in", e))?;
+        }
         let mut raw = [0u8; 32];
         let n = ledger.read_at(&mut raw, 0).unwrap_or(0);
         let mut acked = 0u64;

@@ -180,6 +180,9 @@ public final class NativeExporter {
     add(pairs, "prometheusDeleteOnEnd", o.getPrometheusDeleteOnEnd());
     add(pairs, "prometheusMaxBufferedSamples", o.getPrometheusMaxBufferedSamples());
     add(pairs, "prometheusMaxAttempts", o.getPrometheusMaxAttempts());
+    add(pairs, "prometheusRetryBudgetMillis", o.getPrometheusRetryBudgetMillis());
+    add(pairs, "prometheusBufferDir", o.getPrometheusBufferDir());
+    add(pairs, "prometheusBufferDirMaxBytes", o.getPrometheusBufferDirMaxBytes());
     add(pairs, "prometheusSetCap", o.getPrometheusSetCap());
     add(pairs, "prometheusMinBackoffMillis", o.getPrometheusMinBackoffMillis());
     add(pairs, "prometheusMaxBackoffMillis", o.getPrometheusMaxBackoffMillis());

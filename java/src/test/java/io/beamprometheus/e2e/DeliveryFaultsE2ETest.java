@@ -27,7 +27,6 @@ public class DeliveryFaultsE2ETest {
             "--prometheusRemoteWriteUrl=" + url + "/api/v1/write",
             "--prometheusJobName=" + job,
             "--prometheusTimeoutMillis=1500",
-            "--prometheusMaxAttempts=1000",
             "--prometheusSelfMetrics=false")
         .create().as(MetricsOptions.class));
   }

@@ -97,7 +97,7 @@ public class RestartE2ETest {
       PipelineOptions o = PipelineOptionsFactory.fromArgs(
               "--runner=DirectRunner", "--blockOnRun=false", "--targetParallelism=1", "--metricsPushPeriod=1",
               "--prometheusJobName=" + job, "--prometheusRemoteWriteUrl=" + prom.url() + "/api/v1/write",
-              "--prometheusMaxAttempts=1000", "--prometheusMaxBackoffMillis=500", "--prometheusTimeoutMillis=2000")
+              "--prometheusMaxBackoffMillis=500", "--prometheusTimeoutMillis=2000")
           .create();
       Pipeline p = Pipeline.create(o);
       p.apply(Create.of(MetricsPipelines.range(10))).apply(Reshuffle.viaRandomKey())
