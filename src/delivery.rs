@@ -224,11 +224,14 @@ impl Exporter {
                     let samples: u64 = records.iter().map(|r| r.samples as u64).sum();
                     log::info!("delivering first {} requests ({} samples) left in --prometheusBufferDir by an earlier run", records.len(), samples);
                     last_time_ms = records.iter().map(|r| r.time_ms).max().unwrap_or(last_time_ms);
-                    let jobs = records
+                    let jobs: Vec<Job> = records
                         .into_iter()
                         .map(|r| Job { disk_id: Some(r.id), ..Job::new(Request::RemoteWrite(Bytes::from(r.body)), r.samples as u64) })
                         .collect();
-                    if let Some(msg) = make_room(&shared, &mut state, jobs) {
+                    // Queued first, then bounded like any queue (a smaller bound than the run
+                    // that wrote them drops the oldest).
+                    state.jobs.extend(jobs);
+                    if let Some(msg) = make_room(&shared, &mut state, Vec::new()) {
                         log::warn!("{}", msg);
                     }
                 }
