@@ -13,7 +13,6 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
@@ -204,6 +203,12 @@ public class OutageE2ETest {
   static void killedDuringAnOutage(String job, Path dir, int n) throws Exception {
     try (Child first = new Child(deadUrl(), job, dir, 1, n, "hold")) {
       first.awaitLine("WRITTEN", 60);
+      // Another JVM (this one) cannot take the directory while the child holds it.
+      try (PrometheusMetricsSink other = sink(deadUrl(), job, "--prometheusBufferDir=" + dir)) {
+        org.junit.Assert.fail("a second exporter opened " + dir);
+      } catch (IllegalArgumentException expected) {
+        assertTrue(expected.getMessage(), expected.getMessage().startsWith("--prometheusBufferDir: '" + dir + "' is in use by another exporter (process "));
+      }
       Thread.sleep(300); // mid-retry
       first.process.destroyForcibly(); // SIGKILL on Linux: no shutdown hook, no close
       assertEquals("killed by SIGKILL", 137, first.awaitExit(30));
@@ -226,6 +231,15 @@ public class OutageE2ETest {
     // The history first, in order, once each; then the new run's value.
     assertEquals(range(1, 21), DeliveryFaultsE2ETest.rawSamples(sel));
     assertEquals("all delivered: nothing left to replay", List.of(), segments(dir));
+    deleteTree(dir);
+  }
+
+  static void deleteTree(Path dir) throws Exception {
+    try (Stream<Path> s = Files.walk(dir)) {
+      for (Path p : s.sorted(java.util.Comparator.reverseOrder()).collect(Collectors.toList())) {
+        Files.delete(p);
+      }
+    }
   }
 
   @Test
@@ -249,6 +263,7 @@ public class OutageE2ETest {
     List<Double> want = range(1, 9);
     want.add(11.0);
     assertEquals(want, DeliveryFaultsE2ETest.rawSamples(sel));
+    deleteTree(dir);
   }
 
   /**
@@ -280,6 +295,7 @@ public class OutageE2ETest {
       assertEquals(range(1, 60), DeliveryFaultsE2ETest.rawSamples(sel));
     } finally {
       new ProcessBuilder("umount", dir.toString()).start().waitFor(30, TimeUnit.SECONDS);
+      deleteTree(dir);
     }
   }
 }
