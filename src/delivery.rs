@@ -588,7 +588,9 @@ fn worker(lane: &Lane, shared: &Shared) {
                         // Requests on disk are not acknowledged: the next exporter on the
                         // directory delivers them.
                         st.jobs.clear();
-                        st.update_queued(stats);
+                        if lane.target == Target::RemoteWrite {
+                            st.update_queued(stats);
+                        }
                         lane.cv.notify_all();
                         drop(st);
                         if left > on_disk {
