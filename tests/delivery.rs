@@ -456,9 +456,13 @@ fn self_metrics_are_exported_with_valid_labels() {
     // The buffer bound travels with the queue depth, so an alert can compare the two.
     let bound = series_named(&reqs[0], "beam_exporter_max_buffered_samples");
     assert_eq!(bound.len(), 1);
-    assert_eq!(bound[0].samples[0].value, 1_000_000.0);
+    assert_eq!(bound[0].samples[0].value, 2_000_000.0);
     let meta = reqs[0].metadata.iter().find(|m| m.metric_family_name == "beam_exporter_max_buffered_samples").unwrap();
     assert_eq!(meta.r#type, 2); // gauge
+    // The buffer's memory, a gauge too (its first value: nothing queued yet).
+    assert_eq!(series_named(&reqs[0], "beam_exporter_queued_bytes")[0].samples[0].value, 0.0);
+    let meta = reqs[0].metadata.iter().find(|m| m.metric_family_name == "beam_exporter_queued_bytes").unwrap();
+    assert_eq!(meta.r#type, 2);
 }
 
 // ---------------------------------------------------------------------------------------------

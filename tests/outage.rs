@@ -60,11 +60,12 @@ fn temp_dir(name: &str) -> PathBuf {
 
 #[test]
 fn retries_last_as_long_as_the_budget_not_a_count() {
-    // 503 for good: far more attempts than the old count of 10, then given up at the budget.
+    // 503 for good: more attempts than the old default count of 10, then given up at the budget
+    // (3 s: room for a loaded machine).
     let server = Server::start(|_, _| status(503));
     let ex = exporter(&[
         ("prometheusRemoteWriteUrl", &server.url("/w")),
-        ("prometheusRetryBudgetMillis", "800"),
+        ("prometheusRetryBudgetMillis", "3000"),
         ("prometheusMinBackoffMillis", "5"),
         ("prometheusMaxBackoffMillis", "20"),
     ])
@@ -74,10 +75,10 @@ fn retries_last_as_long_as_the_budget_not_a_count() {
     assert!(ex.flush(10 * SECOND), "{:?}", stats(&ex));
     let took = t0.elapsed();
     let reqs = server.requests();
-    assert!(reqs.len() > 20, "only {} attempts within an 800 ms budget", reqs.len());
+    assert!(reqs.len() > 10, "only {} attempts within a 3 s budget", reqs.len());
     let span = reqs.last().unwrap().at - reqs[0].at;
     // The last attempt comes when the budget ends (clamped delay), not a backoff later.
-    assert!(took >= Duration::from_millis(800) && span >= Duration::from_millis(700) && took < Duration::from_millis(1500), "span {:?}, took {:?}", span, took);
+    assert!(took >= Duration::from_millis(3000) && span >= Duration::from_millis(2800) && took < Duration::from_millis(4500), "span {:?}, took {:?}", span, took);
     let st = stats(&ex);
     assert_eq!((st["samples_rejected"], st["samples_sent"], st["queued_samples"], st["queued_bytes"]), (2, 0, 0, 0), "{:?}", st);
 }
