@@ -127,12 +127,16 @@ public class FlinkMetricsReporter implements MetricReporter, Scheduled {
 
   /** The exporter options of one job: the configured ones, then its job name and TaskManager. */
   private List<String[]> jobOptions(Job job) {
-    List<String[]> o = new ArrayList<>(options);
+    List<String[]> o = new ArrayList<>();
     boolean hasJob = false;
     boolean hasKey = false;
     for (String[] p : options) {
       hasJob |= p[0].equals("prometheusJobName");
       hasKey |= p[0].startsWith("prometheusGroupingKey.");
+      // A disk buffer is locked by one exporter: each job gets a directory of its own in it.
+      o.add(p[0].equals("prometheusBufferDir")
+          ? new String[] {p[0], p[1] + java.io.File.separator + job.name.replaceAll("[^A-Za-z0-9._-]", "_")}
+          : p);
     }
     if (!hasJob) {
       o.add(new String[] {"prometheusJobName", job.name});
