@@ -61,6 +61,8 @@ public final class PrometheusMetricsPoller implements AutoCloseable {
 
   /** Starts exporting in the background; close the handle (or let the pipeline end) to stop. */
   public static PrometheusMetricsPoller start(PipelineResult result, PipelineOptions options) {
+    // A Beam this jar cannot run on fails here, naming its version, not at the first export.
+    BeamApi.requireSupported();
     PrometheusExporterOptions o = options.as(PrometheusExporterOptions.class);
     boolean sinkExports = RunnerModes.sinkExports(o, result);
     RunnerModes.warnIfPollingIsNotLive(o, result);

@@ -14,8 +14,12 @@ public class PrometheusMetricsSink implements MetricsSink, AutoCloseable {
   private final long handle;
   private boolean closed;
 
-  /** The constructor MetricsPusher calls; bad options fail here, naming the option. */
+  /**
+   * The constructor MetricsPusher calls; bad options fail here, naming the option, and so does a
+   * Beam older than the oldest supported (see {@link BeamApi}).
+   */
   public PrometheusMetricsSink(MetricsOptions options) {
+    BeamApi.requireSupported();
     this.handle = NativeExporter.acquire(options.as(PrometheusExporterOptions.class));
     RunnerModes.warnIfExportOnlyAtEnd(options);
   }

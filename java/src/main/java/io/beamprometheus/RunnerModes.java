@@ -34,9 +34,22 @@ final class RunnerModes {
    * the poller exports even with --metricsSink set.
    */
   static boolean sinkExports(PrometheusExporterOptions o, PipelineResult result) {
-    return o.getMetricsSink() == PrometheusMetricsSink.class
+    return metricsSink(o) == PrometheusMetricsSink.class
         && PUSHER_RUNNERS.contains(runner(o))
         && !result.getClass().getSimpleName().equals("FlinkDetachedRunnerResult");
+  }
+
+  /**
+   * --metricsSink, or null when unset and Beam cannot build its default: before about 2.64 the
+   * default loads runners-core's NoOpMetricsSink, which the direct runner of those releases only
+   * carries shaded, and throws IllegalArgumentException without it (version matrix, Beam 2.50.0).
+   */
+  private static Class<?> metricsSink(PrometheusExporterOptions o) {
+    try {
+      return o.getMetricsSink();
+    } catch (IllegalArgumentException e) {
+      return null;
+    }
   }
 
   /**

@@ -11,7 +11,12 @@ import org.apache.beam.sdk.metrics.MetricResult;
 import org.apache.beam.sdk.metrics.StringSetResult;
 import org.apache.beam.sdk.util.HistogramData;
 
-/** Encodes a {@link MetricQueryResults} into the binary contract of CONTRACT.md. */
+/**
+ * Encodes a {@link MetricQueryResults} into the binary contract of CONTRACT.md: the kinds the
+ * Beam on the classpath offers ({@link BeamApi#KINDS}); those it lacks are absent. The writers of
+ * the newer kinds sit in nested classes that load only when their kind exists, so their Beam
+ * classes are never resolved on a release without them.
+ */
 public final class SnapshotEncoder {
   static final int COUNTER = 1;
   static final int DISTRIBUTION = 2;
@@ -28,20 +33,29 @@ public final class SnapshotEncoder {
 
   public static byte[] encode(MetricQueryResults results, long timeMillis) {
     ContractWriter w = new ContractWriter();
+    Iterable<MetricResult<Object>> stringSets = BeamApi.results(BeamApi.STRING_SETS, results);
+    Iterable<MetricResult<Object>> boundedTries = BeamApi.results(BeamApi.BOUNDED_TRIES, results);
+    Iterable<MetricResult<Object>> histograms = BeamApi.results(BeamApi.HISTOGRAMS, results);
     int count =
         size(results.getCounters())
             + size(results.getDistributions())
             + size(results.getGauges())
-            + size(results.getStringSets())
-            + size(results.getBoundedTries())
-            + size(results.getHistograms());
+            + size(stringSets)
+            + size(boundedTries)
+            + size(histograms);
     w.u32(count);
     metrics(w, COUNTER, results.getCounters(), (out, v) -> out.i64(v));
     metrics(w, DISTRIBUTION, results.getDistributions(), SnapshotEncoder::distribution);
     metrics(w, GAUGE, results.getGauges(), SnapshotEncoder::gauge);
-    metrics(w, STRING_SET, results.getStringSets(), SnapshotEncoder::stringSet);
-    metrics(w, BOUNDED_TRIE, results.getBoundedTries(), SnapshotEncoder::boundedTrie);
-    metrics(w, HISTOGRAM, results.getHistograms(), SnapshotEncoder::histogram);
+    if (BeamApi.STRING_SETS != null) {
+      metrics(w, STRING_SET, stringSets, StringSets.WRITER);
+    }
+    if (BeamApi.BOUNDED_TRIES != null) {
+      metrics(w, BOUNDED_TRIE, boundedTries, BoundedTries.WRITER);
+    }
+    if (BeamApi.HISTOGRAMS != null) {
+      metrics(w, HISTOGRAM, histograms, Histograms.WRITER);
+    }
     return w.snapshot(timeMillis);
   }
 
@@ -61,7 +75,7 @@ public final class SnapshotEncoder {
       w.ref(key.metricName().getNamespace());
       w.ref(key.metricName().getName());
       w.ref(key.stepName() == null ? "" : key.stepName());
-      Map<String, String> labels = key.metricName().getLabels();
+      Map<String, String> labels = BeamApi.labels(key.metricName());
       w.u32(labels == null ? 0 : labels.size());
       if (labels != null) {
         for (Map.Entry<String, String> e : labels.entrySet()) {
@@ -93,54 +107,66 @@ public final class SnapshotEncoder {
     w.i64(g.getTimestamp().getMillis());
   }
 
-  private static void stringSet(ContractWriter w, StringSetResult s) {
-    w.u32(s.getStringSet().size());
-    for (String e : s.getStringSet()) {
-      w.ref(e);
-    }
-  }
+  private static final class StringSets {
+    static final ValueWriter<Object> WRITER = (w, v) -> write(w, (StringSetResult) v);
 
-  /** Beam ends each path with "true" or "false": whether the trie was truncated there. */
-  private static void boundedTrie(ContractWriter w, BoundedTrieResult t) {
-    w.u32(t.getResult().size());
-    for (List<String> path : t.getResult()) {
-      int n = path.size();
-      boolean hasFlag = n > 0 && ("true".equals(path.get(n - 1)) || "false".equals(path.get(n - 1)));
-      int segments = hasFlag ? n - 1 : n;
-      w.u32(segments);
-      for (int i = 0; i < segments; i++) {
-        w.ref(path.get(i));
+    private static void write(ContractWriter w, StringSetResult s) {
+      w.u32(s.getStringSet().size());
+      for (String e : s.getStringSet()) {
+        w.ref(e);
       }
-      w.u8(hasFlag && "true".equals(path.get(n - 1)) ? 1 : 0);
     }
   }
 
-  /**
-   * Non-cumulative buckets with their upper bounds: the underflow bucket ends at the range's
-   * start, bucket i at start + the sizes of buckets 0..i, the overflow bucket at +Inf.
-   */
-  private static void histogram(ContractWriter w, HistogramData h) {
-    HistogramData.BucketType type = h.getBucketType();
-    int n = type.getNumBuckets();
-    double sum = h.getMean() * h.getTotalCount();
-    w.f64(Double.isNaN(sum) ? 0 : sum);
-    w.u32(n + 2);
-    double from = type.getRangeFrom();
-    w.f64(from);
-    w.i64(h.getBottomBucketCount());
-    double sizes = 0;
-    for (int i = 0; i < n; i++) {
-      sizes += type.getBucketSize(i);
-      // Linear bounds computed directly (start + width * (i + 1)): summing widths would drift
-      // (0.1 + 0.1 + 0.1 = 0.30000000000000004) and give odd `le` values.
-      double upper =
-          type instanceof HistogramData.LinearBuckets
-              ? from + ((HistogramData.LinearBuckets) type).getWidth() * (i + 1)
-              : from + sizes;
-      w.f64(upper);
-      w.i64(h.getCount(i));
+  private static final class BoundedTries {
+    static final ValueWriter<Object> WRITER = (w, v) -> write(w, (BoundedTrieResult) v);
+
+    /** Beam ends each path with "true" or "false": whether the trie was truncated there. */
+    private static void write(ContractWriter w, BoundedTrieResult t) {
+      w.u32(t.getResult().size());
+      for (List<String> path : t.getResult()) {
+        int n = path.size();
+        boolean hasFlag = n > 0 && ("true".equals(path.get(n - 1)) || "false".equals(path.get(n - 1)));
+        int segments = hasFlag ? n - 1 : n;
+        w.u32(segments);
+        for (int i = 0; i < segments; i++) {
+          w.ref(path.get(i));
+        }
+        w.u8(hasFlag && "true".equals(path.get(n - 1)) ? 1 : 0);
+      }
     }
-    w.f64(Double.POSITIVE_INFINITY);
-    w.i64(h.getTopBucketCount());
+  }
+
+  private static final class Histograms {
+    static final ValueWriter<Object> WRITER = (w, v) -> write(w, (HistogramData) v);
+
+    /**
+     * Non-cumulative buckets with their upper bounds: the underflow bucket ends at the range's
+     * start, bucket i at start + the sizes of buckets 0..i, the overflow bucket at +Inf.
+     */
+    private static void write(ContractWriter w, HistogramData h) {
+      HistogramData.BucketType type = h.getBucketType();
+      int n = type.getNumBuckets();
+      double sum = h.getMean() * h.getTotalCount();
+      w.f64(Double.isNaN(sum) ? 0 : sum);
+      w.u32(n + 2);
+      double from = type.getRangeFrom();
+      w.f64(from);
+      w.i64(h.getBottomBucketCount());
+      double sizes = 0;
+      for (int i = 0; i < n; i++) {
+        sizes += type.getBucketSize(i);
+        // Linear bounds computed directly (start + width * (i + 1)): summing widths would drift
+        // (0.1 + 0.1 + 0.1 = 0.30000000000000004) and give odd `le` values.
+        double upper =
+            type instanceof HistogramData.LinearBuckets
+                ? from + ((HistogramData.LinearBuckets) type).getWidth() * (i + 1)
+                : from + sizes;
+        w.f64(upper);
+        w.i64(h.getCount(i));
+      }
+      w.f64(Double.POSITIVE_INFINITY);
+      w.i64(h.getTopBucketCount());
+    }
   }
 }
