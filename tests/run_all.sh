@@ -27,10 +27,10 @@ cargo_rc=${PIPESTATUS[0]}
 set -e
 rust_passed=$(grep -Eo '[0-9]+ passed' "$cargo_log" | awk '{s+=$1} END {print s+0}')
 rust_failed=$(grep -Eo '[0-9]+ failed' "$cargo_log" | awk '{s+=$1} END {print s+0}')
-echo "== gradle test e2eTest sparkE2eTest"
+echo "== gradle test e2eTest sparkE2eTest versionMatrixTest"
 rm -rf java/build/test-results   # only this run's results are counted
 set +e
-(cd java && gradle --no-daemon -q test e2eTest sparkE2eTest --continue)
+(cd java && gradle --no-daemon -q test e2eTest sparkE2eTest versionMatrixTest --continue)
 gradle_rc=$?
 set -e
 # Real clusters on loopback (tests/clusters.sh): a Flink session cluster and a Spark standalone
@@ -44,7 +44,8 @@ set -e
 stop_clusters
 java_passed=0; java_failed=0; java_skipped=0
 for f in java/build/test-results/test/*.xml java/build/test-results/e2eTest/*.xml java/build/test-results/sparkE2eTest/*.xml \
-    java/build/test-results/flinkClusterTest/*.xml java/build/test-results/sparkClusterTest/*.xml; do
+    java/build/test-results/flinkClusterTest/*.xml java/build/test-results/sparkClusterTest/*.xml \
+    java/build/test-results/matrix*/*.xml; do
   [ -f "$f" ] || continue
   read -r t fl er sk < <(python3 - "$f" <<'PY'
 import sys, xml.etree.ElementTree as ET
@@ -54,7 +55,22 @@ PY
 )
   java_passed=$((java_passed + t - fl - er - sk)); java_failed=$((java_failed + fl + er)); java_skipped=$((java_skipped + sk))
 done
+# The version matrix (java/build.gradle): one line per Beam release / runner combination.
+echo "== version matrix"
+python3 - java/build/test-results <<'PY'
+import glob, os, sys, xml.etree.ElementTree as ET
+for d in sorted(glob.glob(os.path.join(sys.argv[1], 'matrix*'))):
+    t = f = 0
+    said = []
+    for x in glob.glob(os.path.join(d, '*.xml')):
+        r = ET.parse(x).getroot()
+        t += int(r.get('tests')); f += int(r.get('failures')) + int(r.get('errors'))
+        err = r.find('system-err')
+        said += [l for l in (err.text or '').splitlines() if l.startswith('Beam ')] if err is not None else []
+    print('%-34s %-7s %s' % (os.path.basename(d), 'FAILED' if f or not t else 'passed', '; '.join(said)))
+PY
 passed=$((rust_passed + java_passed + promtool_passed)); failed=$((rust_failed + java_failed + promtool_failed))
+ls -d java/build/test-results/matrix* >/dev/null 2>&1 || { echo "the version matrix did not run"; failed=$((failed + 1)); }
 for suite in flinkClusterTest sparkClusterTest; do
   ls java/build/test-results/$suite/*.xml >/dev/null 2>&1 || { echo "the $suite suite did not run"; failed=$((failed + 1)); }
 done

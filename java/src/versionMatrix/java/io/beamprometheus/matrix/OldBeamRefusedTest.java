@@ -42,5 +42,6 @@ public class OldBeamRefusedTest {
       assertTrue(e.getMessage(), e.getMessage().equals(expected));
     }
     assertEquals(PipelineResult.State.DONE, result.waitUntilFinish());
+    System.err.println("Beam " + beam + " direct runner: poller and sink refused at construction (" + expected + ")");
   }
 }
