@@ -1,7 +1,6 @@
 package io.beamprometheus.matrix;
 
 import static org.junit.Assert.assertEquals;
-import static org.junit.Assert.assertTrue;
 import static org.junit.Assert.fail;
 
 import io.beamprometheus.PrometheusMetricsPoller;
@@ -39,7 +38,7 @@ public class OldBeamRefusedTest {
       new PrometheusMetricsSink(o.as(MetricsOptions.class));
       fail("the sink was built on Beam " + beam);
     } catch (IllegalStateException e) {
-      assertTrue(e.getMessage(), e.getMessage().equals(expected));
+      assertEquals(expected, e.getMessage());
     }
     assertEquals(PipelineResult.State.DONE, result.waitUntilFinish());
     System.err.println("Beam " + beam + " direct runner: poller and sink refused at construction (" + expected + ")");
