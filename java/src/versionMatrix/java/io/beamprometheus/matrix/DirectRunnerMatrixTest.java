@@ -55,7 +55,7 @@ public class DirectRunnerMatrixTest {
     }
     String attempted = "{job=\"" + job + "\",namespace=\"" + MatrixPipeline.NS + "\",result=\"attempted\"}";
     // Everything above arrived with the final export; so would any string set or trie.
-    Set<String> kinds = new HashSet<>();
+    List<String> kinds = new java.util.ArrayList<>();
     if (MatrixPipeline.hasStringSets()) {
       List<Servers.Sample> parity = await(prom, "beam_parity_string_set_info" + attempted, r -> r.size() == 2, 30);
       Set<String> values = new HashSet<>();

@@ -84,6 +84,7 @@ public class RunnerSinkMatrixTest {
         assertEquals(new HashSet<>(Arrays.asList("source/odd|false|1.0", "source/even|false|1.0")), trie);
       }
     }
-    System.err.println("Beam " + beam + " " + runner + " " + actualEngine + ": sink exported every kind both ways");
+    System.err.println("Beam " + beam + " " + runner + " " + actualEngine + ": sink exported counter, distribution, gauge"
+        + (MatrixPipeline.hasStringSets() ? ", string set" : "") + (MatrixPipeline.hasBoundedTries() ? ", bounded trie" : "") + " both ways");
   }
 }
