@@ -149,6 +149,18 @@ public final class NativeExporter {
     return close(handle, timeoutMillis);
   }
 
+  /** How many users hold exporters whose job name is {@code job} (tests). */
+  static synchronized int users(String job) {
+    int n = 0;
+    for (Map.Entry<ByteBuffer, long[]> e : HANDLES.entrySet()) {
+      String opts = new String(e.getKey().array(), java.nio.charset.StandardCharsets.ISO_8859_1);
+      if (opts.contains("prometheusJobName") && opts.contains(job)) {
+        n += (int) e.getValue()[1];
+      }
+    }
+    return n;
+  }
+
   /** Flushes and closes every exporter of this JVM, all within one {@code timeoutMillis}. */
   public static synchronized boolean closeAll(long timeoutMillis) {
     long deadline = System.currentTimeMillis() + timeoutMillis;

@@ -34,6 +34,9 @@ public final class PrometheusMetricsPoller implements AutoCloseable {
   /** How long the final export waits for a runner's final metrics to reach the result. */
   static final long FINAL_METRICS_WAIT_MILLIS = 10_000;
   private boolean finished;
+  /** Counted down once the exporter is released: a second finish() waits for the first. */
+  private final java.util.concurrent.CountDownLatch released = new java.util.concurrent.CountDownLatch(1);
+  private static final RuntimeException ALREADY = new RuntimeException("finished before");
 
   /**
    * {@code active}: polls every period and exports once more at the end; {@code finalOnly}: the
@@ -46,6 +49,9 @@ public final class PrometheusMetricsPoller implements AutoCloseable {
     if (!active) {
       this.scheduler = null;
       this.finished = !finalOnly;
+      if (finished) {
+        released.countDown();
+      }
       return;
     }
     long period = Math.max(1, options.getMetricsPushPeriod() == null ? 5 : options.getMetricsPushPeriod());
@@ -90,12 +96,20 @@ public final class PrometheusMetricsPoller implements AutoCloseable {
   }
 
   private void poll() {
+    boolean terminal;
     try {
-      boolean terminal = result.getState().isTerminal();
+      terminal = result.getState().isTerminal();
+    } catch (RuntimeException e) {
+      // A result that cannot even say its state is a pipeline we can no longer follow.
+      LOG.warn("the pipeline's state is unreadable; the poller stops", e);
+      terminal = true;
+    }
+    if (terminal) {
+      finish();
+      return;
+    }
+    try {
       exportNow();
-      if (terminal) {
-        finish();
-      }
     } catch (RuntimeException e) {
       LOG.warn("exporting the pipeline's metrics failed", e);
     }
@@ -145,20 +159,53 @@ public final class PrometheusMetricsPoller implements AutoCloseable {
         && !r.getGauges().iterator().hasNext();
   }
 
-  /** The final export (once), then waits for delivery at most NativeExporter.SHUTDOWN_FLUSH_MILLIS. */
+  /**
+   * The final export (once), then waits for delivery at most NativeExporter.SHUTDOWN_FLUSH_MILLIS.
+   * Whatever fails on the way (a failed job's metrics() throwing, an exporter already closed by
+   * the shutdown hook) is logged once and never keeps the poller running or the exporter held.
+   */
   public void finish() {
+    RuntimeException failure = null;
     synchronized (lock) {
       if (finished) {
-        return;
+        failure = ALREADY;
+      } else {
+        try {
+          exportFinal();
+        } catch (RuntimeException e) {
+          failure = e;
+        } finally {
+          finished = true;
+        }
       }
-      exportFinal();
-      finished = true;
+    }
+    if (failure == ALREADY) {
+      awaitRelease();
+      return;
     }
     if (scheduler != null) {
       scheduler.shutdown();
     }
-    // Delivered (or the wait bounded), and the exporter closed if no one else uses it.
-    NativeExporter.release(handle, NativeExporter.SHUTDOWN_FLUSH_MILLIS);
+    if (failure != null) {
+      LOG.warn("the final export of the pipeline's metrics failed; the poller stops", failure);
+    }
+    if (handle != 0) {
+      // Delivered (or the wait bounded), and the exporter closed if no one else uses it.
+      try {
+        NativeExporter.release(handle, NativeExporter.SHUTDOWN_FLUSH_MILLIS);
+      } catch (RuntimeException e) {
+        LOG.warn("releasing the exporter failed", e);
+      }
+    }
+    released.countDown();
+  }
+
+  private void awaitRelease() {
+    try {
+      released.await(NativeExporter.SHUTDOWN_FLUSH_MILLIS + 1_000, TimeUnit.MILLISECONDS);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    }
   }
 
   /** Stops polling after a final export. The exporter stays open for other users of the same options. */
