@@ -130,11 +130,15 @@ public final class NativeExporter {
     return entry[0];
   }
 
-  /** One user less; the last one closes the exporter (final delivery, at most timeoutMillis). */
+  /**
+   * One user less; the last one closes the exporter (final delivery, at most timeoutMillis). The
+   * wait happens outside the class lock, so other pipelines' acquire and the shutdown hook never
+   * queue behind a slow receiver.
+   */
   static boolean release(long handle, long timeoutMillis) {
+    boolean last = false;
     synchronized (NativeExporter.class) {
       java.util.Iterator<long[]> it = HANDLES.values().iterator();
-      boolean last = false;
       while (it.hasNext()) {
         long[] e = it.next();
         if (e[0] == handle && --e[1] <= 0) {
@@ -142,11 +146,8 @@ public final class NativeExporter {
           last = true;
         }
       }
-      if (!last) {
-        return flush(handle, timeoutMillis);
-      }
     }
-    return close(handle, timeoutMillis);
+    return last ? close(handle, timeoutMillis) : flush(handle, timeoutMillis);
   }
 
   /** How many users hold exporters whose job name is {@code job} (tests). */
@@ -161,15 +162,45 @@ public final class NativeExporter {
     return n;
   }
 
-  /** Flushes and closes every exporter of this JVM, all within one {@code timeoutMillis}. */
-  public static synchronized boolean closeAll(long timeoutMillis) {
+  /**
+   * Flushes and closes every exporter of this JVM, all within one {@code timeoutMillis}: each
+   * closes on a thread of its own, so a hung receiver of one does not eat the others' budget. The
+   * class lock is held only to take the list.
+   */
+  public static boolean closeAll(long timeoutMillis) {
     long deadline = System.currentTimeMillis() + timeoutMillis;
-    boolean all = true;
-    for (long[] e : HANDLES.values()) {
-      all &= close(e[0], Math.max(0, deadline - System.currentTimeMillis()));
+    List<Long> handles = new ArrayList<>();
+    synchronized (NativeExporter.class) {
+      for (long[] e : HANDLES.values()) {
+        handles.add(e[0]);
+      }
+      HANDLES.clear();
     }
-    HANDLES.clear();
-    return all;
+    java.util.concurrent.atomic.AtomicBoolean all = new java.util.concurrent.atomic.AtomicBoolean(true);
+    List<Thread> closing = new ArrayList<>();
+    for (long h : handles) {
+      Thread t =
+          new Thread(
+              () -> {
+                if (!close(h, Math.max(0, deadline - System.currentTimeMillis()))) {
+                  all.set(false);
+                }
+              },
+              "beam-prometheus-close");
+      t.setDaemon(true);
+      t.start();
+      closing.add(t);
+    }
+    for (Thread t : closing) {
+      try {
+        t.join(Math.max(1, deadline - System.currentTimeMillis()));
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        return false;
+      }
+      all.compareAndSet(true, !t.isAlive());
+    }
+    return all.get();
   }
 
   /** The options as the (name, value) pairs the native side parses; names are the option names. */
