@@ -235,7 +235,7 @@ impl Config {
                     const_labels.push((name, v.clone()));
                 }
                 ("prometheusGroupingKey", Some(name)) => {
-                    let name = user_label(option, name, &["job"])?;
+                    let name = user_label(option, name, crate::naming::RESERVED_GROUPING_LABELS)?;
                     if grouping.iter().any(|(n, _)| *n == name) {
                         return err(option, format!("label name '{}' is given twice", name));
                     }

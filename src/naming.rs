@@ -13,6 +13,15 @@ const MAX_SUFFIX_LEN: usize = 32;
 /// Longest label value we emit (bytes); Mimir's default limit is 2048, Cortex' 1024.
 pub const MAX_LABEL_VALUE_LEN: usize = 1024;
 
+/// The labels a Pushgateway grouping key may take: the mapping then names Beam's own
+/// `beam_namespace`, `beam_step`, `beam_result`.
+pub const RENAMED_FOR_GROUPING: &[&str] = &["namespace", "step", "result"];
+
+/// Label names a grouping key may not take: the structural ones (`le`, the string-set and trie
+/// labels, `beam_metric`) and the names Beam's labels move to.
+pub const RESERVED_GROUPING_LABELS: &[&str] =
+    &["job", "beam_metric", "le", "quantile", "value", "path", "truncated", "beam_namespace", "beam_step", "beam_result"];
+
 /// Label names this mapping uses itself; constant labels may not take them.
 pub const RESERVED_LABELS: &[&str] =
     &["job", "namespace", "step", "result", "beam_metric", "le", "quantile", "value", "path", "truncated"];
@@ -285,7 +294,9 @@ impl<'a> Builder<'a> {
         let mut base: Vec<(Text, Text)> = Vec::with_capacity(self.fixed.len() + 5 + key.labels.len());
         base.extend_from_slice(&self.fixed);
         for (k, v) in [("namespace", key.namespace.as_str()), ("step", key.step.as_str()), ("result", result)] {
-            let (k, v) = (self.text(k), self.text(v));
+            // A grouping key of this name sets it on every pushed series: Beam's goes aside.
+            let k = if cfg.taken_labels.iter().any(|t| t == k) { Arc::from(format!("beam_{}", k)) } else { self.text(k) };
+            let v = self.text(v);
             base.push((k, capped(v)));
         }
         for (k, v) in &key.labels {

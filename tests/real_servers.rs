@@ -122,3 +122,67 @@ fn the_pushgateway_serves_protobuf_and_text_pushes_alike() {
         reqwest::blocking::Client::new().delete(url).send().unwrap();
     }
 }
+
+/// Issue 19 item 1: a grouping key named like a label of the mapping. `namespace`, `step` and
+/// `result` work (the Beam label becomes `beam_namespace`, …) and the real gateway takes the
+/// push with every series distinct; the others fail at construction naming the option.
+#[test]
+#[ignore = "needs the real Pushgateway of tests/run_all.sh"]
+fn grouping_keys_named_like_the_mappings_labels_work_or_fail_at_construction() {
+    let gateway = std::env::var("BEAMPROM_PUSHGATEWAY_URL").expect("BEAMPROM_PUSHGATEWAY_URL: run through tests/run_all.sh");
+    // Every label of the mapping appears: two namespaces and steps, both results, a
+    // distribution, a string set (`value`), a bounded trie (`path`, `truncated`), a histogram (`le`).
+    let s = snapshot(
+        now_ms(),
+        vec![
+            metric("ns1", "c", "s1", Some(Value::Counter(5)), Some(Value::Counter(4))),
+            metric("ns2", "c", "s1", Some(Value::Counter(7)), Some(Value::Counter(6))),
+            metric("ns1", "c", "s2", Some(Value::Counter(9)), Some(Value::Counter(8))),
+            attempted("ns1", "a.b", "s1", Value::Counter(1)),
+            attempted("ns1", "a_b", "s1", Value::Counter(2)),
+            attempted("ns1", "lat", "s1", Value::Distribution { sum: 10, count: 2, min: 3, max: 7 }),
+            attempted("ns1", "users", "s1", Value::StringSet(vec!["x".into(), "y".into()])),
+            attempted("ns1", "size", "s1", Value::Histogram(beam_prometheus::model::Histogram { sum: 2.5, buckets: vec![(0.5, 1), (f64::INFINITY, 3)] })),
+        ],
+    );
+    let run = now_ms();
+    let mut worked = Vec::new();
+    for name in beam_prometheus::naming::RESERVED_LABELS.iter().filter(|n| **n != "job") {
+        let group = format!("g-{}", run);
+        let cfg = Config::from_pairs(&pairs(&[
+            ("prometheusPushgatewayUrl", &gateway),
+            ("prometheusJobName", "reserved_grouping"),
+            (&format!("prometheusGroupingKey.{}", name), &group),
+            ("prometheusSelfMetrics", "false"),
+            ("prometheusMetricValues", "BOTH"),
+        ]));
+        let cfg = match cfg {
+            Err(e) => {
+                let msg = e.to_string();
+                assert!(msg.contains("prometheusGroupingKey") && msg.contains(name), "{}: {}", name, msg);
+                continue;
+            }
+            Ok(c) => c,
+        };
+        let ex = Exporter::new(cfg).unwrap();
+        ex.export(&s);
+        assert!(ex.flush(Duration::from_secs(10)), "{}", name);
+        assert_eq!((stat(&ex, "pushes_sent"), stat(&ex, "pushes_failed")), (1, 0), "{}: {:?}", name, ex.last_error());
+        let text = reqwest::blocking::get(format!("{}/metrics", gateway)).unwrap().text().unwrap();
+        let series: std::collections::BTreeSet<&str> = text
+            .lines()
+            .filter(|l| l.contains(&format!("{}=\"{}\"", name, group)) && !l.starts_with("push_") && !l.starts_with('#'))
+            .map(|l| l.rsplit_once(' ').unwrap().0)
+            .collect();
+        // 6 counter series, 2 for a.b/a_b, distribution 4 (sum, count, min, max), string set 2,
+        // histogram 2 buckets + sum + count.
+        assert!(series.len() >= 18, "{}: {:?}", name, series);
+        assert!(series.iter().any(|l| l.contains(&format!("beam_{}=", name))), "{}: {:?}", name, series);
+        reqwest::blocking::Client::new()
+            .delete(format!("{}/metrics/job/reserved_grouping/{}/{}", gateway, name, group))
+            .send()
+            .unwrap();
+        worked.push(*name);
+    }
+    assert_eq!(worked, ["namespace", "step", "result"]);
+}
