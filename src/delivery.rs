@@ -170,6 +170,20 @@ struct Shared {
     stats: Stats,
     group_url: Option<String>,
     last_error: Mutex<Option<String>>,
+    /// `exporter_id` of the self-metrics: exporters sharing a job name (the default is the main
+    /// class) would otherwise write one series, which a replay after an outage makes out of order.
+    instance_id: String,
+}
+
+/// Unique per exporter: a process-random hash of the process, the time and a counter.
+fn new_instance_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_u64(NEXT.fetch_add(1, Relaxed));
+    h.write_u128(SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    format!("{:012x}", h.finish() >> 16)
 }
 
 pub struct Exporter {
@@ -206,7 +220,7 @@ impl Exporter {
             .as_ref()
             .map(|u| pushgateway::group_url(u, &cfg.naming.job, &cfg.grouping));
         let stats = Stats { max_buffered_samples: AtomicU64::new(cfg.max_buffered_samples as u64), ..Stats::default() };
-        let shared = Arc::new(Shared { client, stats, group_url, cfg, last_error: Mutex::new(None) });
+        let shared = Arc::new(Shared { client, stats, group_url, cfg, last_error: Mutex::new(None), instance_id: new_instance_id() });
         let mut last_time_ms = i64::MIN;
         let mut lanes = Vec::new();
         for (target, present) in [
@@ -446,6 +460,7 @@ impl Exporter {
         let mut labels: Vec<(naming::Text, naming::Text)> =
             cfg.const_labels.iter().map(|(k, v)| (k.as_str().into(), naming::label_value(v).into())).collect();
         labels.push(("job".into(), naming::label_value(&cfg.job).into()));
+        labels.push((naming::EXPORTER_ID_LABEL.into(), self.shared.instance_id.as_str().into()));
         labels.retain(|(_, v)| !v.is_empty());
         labels.sort();
         let v = self.self_metric_values();

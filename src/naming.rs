@@ -20,11 +20,14 @@ pub const RENAMED_FOR_GROUPING: &[&str] = &["namespace", "step", "result"];
 /// Label names a grouping key may not take: the structural ones (`le`, the string-set and trie
 /// labels, `beam_metric`) and the names Beam's labels move to.
 pub const RESERVED_GROUPING_LABELS: &[&str] =
-    &["job", "beam_metric", "le", "quantile", "value", "path", "truncated", "beam_namespace", "beam_step", "beam_result"];
+    &["job", "beam_metric", "le", "quantile", "value", "path", "truncated", "beam_namespace", "beam_step", "beam_result", "exporter_id"];
+
+/// The self-metrics' label naming the exporter instance (delivery.rs).
+pub const EXPORTER_ID_LABEL: &str = "exporter_id";
 
 /// Label names this mapping uses itself; constant labels may not take them.
 pub const RESERVED_LABELS: &[&str] =
-    &["job", "namespace", "step", "result", "beam_metric", "le", "quantile", "value", "path", "truncated"];
+    &["job", "namespace", "step", "result", "beam_metric", "le", "quantile", "value", "path", "truncated", "exporter_id"];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Selection {
