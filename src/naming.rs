@@ -2,7 +2,7 @@
 //! Both encoders (remote-write and the Pushgateway text format) only serialize what this decides.
 //! The mapping is documented in README.md ("Metric mapping").
 
-use crate::model::{Kind, Metric, Snapshot, Value};
+use crate::model::{Metric, Snapshot, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -503,17 +503,21 @@ pub fn map(snapshot: &Snapshot, cfg: &NamingConfig) -> Mapped {
     // Every suffix fits the room metric_name keeps, so a name is its stem plus the kind's suffix:
     // sanitize each Beam name once.
     let stems: Vec<String> = snapshot.metrics.iter().map(|m| metric_name(&cfg.prefix, &m.key.name, "")).collect();
-    // Two Beam names that sanitize alike (e.g. "a.b" and "a_b") in the same namespace and step
-    // would be one series: such metrics all get a `beam_metric` label with the original name.
-    // Per (kind, stem, namespace, step): the first Beam name seen, and whether another differs.
-    let mut groups: HashMap<(Kind, &str, &str, &str), (&str, bool), FxBuild> =
-        HashMap::with_capacity_and_hasher(snapshot.metrics.len(), FxBuild::default());
-    for (m, stem) in snapshot.metrics.iter().zip(&stems) {
-        if let Some(kind) = m.kind() {
-            let e = groups.entry((kind, stem.as_str(), m.key.namespace.as_str(), m.key.step.as_str())).or_insert((m.key.name.as_str(), false));
-            e.1 |= e.0 != m.key.name;
+    // Two Beam names that sanitize alike ("a.b", "a_b") in one namespace and step would be one
+    // series. A metric whose name the sanitizer changed carries it in `beam_metric`; one exported
+    // verbatim does not. That decides on the metric alone, so a metric appearing later never
+    // changes an existing series' labels; two names with one stem differ in `beam_metric` or in
+    // having it, since only one of them can be the stem verbatim.
+    let verbatim_prefix = {
+        let mut p = String::new();
+        push_squashed(&cfg.prefix, &mut p);
+        if !p.is_empty() {
+            p.push('_');
         }
-    }
+        p
+    };
+    let renamed =
+        |name: &str, stem: &str| !(stem.len() == verbatim_prefix.len() + name.len() && stem.starts_with(&verbatim_prefix) && stem.ends_with(name));
     let mut fixed: Vec<(Text, Text)> =
         cfg.const_labels.iter().map(|(k, v)| (Arc::from(k.as_str()), Arc::from(label_value(v)))).collect();
     fixed.push((Arc::from("job"), Arc::from(label_value(&cfg.job))));
@@ -539,8 +543,10 @@ pub fn map(snapshot: &Snapshot, cfg: &NamingConfig) -> Mapped {
         }
     }
     for ((m, stem), (a, c)) in snapshot.metrics.iter().zip(&stems).zip(at) {
-        let Some(kind) = m.kind() else { continue };
-        let clash = groups[&(kind, stem.as_str(), m.key.namespace.as_str(), m.key.step.as_str())].1;
+        if m.kind().is_none() {
+            continue;
+        }
+        let clash = renamed(&m.key.name, stem);
         if let (true, Some(v)) = (cfg.selection != Selection::Committed, &m.attempted) {
             b.metric(m, v, a, "attempted", clash, stem);
         }

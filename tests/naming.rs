@@ -539,16 +539,17 @@ fn names_that_sanitize_alike_stay_distinct() {
     let got = map(&s, &naming_cfg(Selection::Attempted));
     assert_eq!(got.duplicates, 0);
     let ab = got.families.iter().find(|f| f.name == "beam_a_b_total").unwrap();
-    let mut by_metric: Vec<(String, f64)> = ab
+    // A renamed Beam name is carried in `beam_metric`; the one exported verbatim has none.
+    let mut by_metric: Vec<(Option<String>, f64)> = ab
         .samples
         .iter()
-        .map(|s| (s.labels.iter().find(|(k, _)| k == "beam_metric").expect("beam_metric label").1.clone(), s.value))
+        .map(|s| (s.labels.iter().find(|(k, _)| k == "beam_metric").map(|l| l.1.clone()), s.value))
         .collect();
     by_metric.sort_by(|a, b| a.0.cmp(&b.0));
-    assert_eq!(by_metric, vec![("a-b".into(), 3.0), ("a.b".into(), 1.0), ("a_b".into(), 2.0)]);
-    for f in got.families.iter().filter(|f| f.name != "beam_a_b_total") {
+    assert_eq!(by_metric, vec![(None, 2.0), (Some("a-b".into()), 3.0), (Some("a.b".into()), 1.0)]);
+    for f in got.families.iter().filter(|f| f.name == "beam_other_total") {
         for s in &f.samples {
-            assert!(!s.labels.iter().any(|(k, _)| k == "beam_metric"), "no clash, no beam_metric label: {:?}", s);
+            assert!(!s.labels.iter().any(|(k, _)| k == "beam_metric"), "a verbatim name, no beam_metric label: {:?}", s);
         }
     }
     assert_eq!(got.families.iter().find(|f| f.name == "beam_x_y_total").unwrap().samples.len(), 2);
@@ -894,4 +895,63 @@ fn histogram_buckets_are_in_numeric_le_order() {
         .filter_map(|s| s.labels.iter().find(|(k, _)| k == "le").map(|(_, v)| v.clone()))
         .collect();
     assert_eq!(les, vec!["1", "5", "10", "+Inf"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Series identity depends on the metric alone (issue 19 item 5)
+// ---------------------------------------------------------------------------------------------
+
+/// Every series (name and labels) one metric maps to on its own.
+fn series_of(s: &Snapshot, cfg: &NamingConfig) -> BTreeSet<(String, Vec<(String, String)>)> {
+    map(s, cfg).families.into_iter().flat_map(|f| f.samples.into_iter().map(|s| (s.name, s.labels))).collect()
+}
+
+/// The same key with `.` and `_` swapped in the name: a metric that sanitizes alike.
+fn twin(m: &Metric) -> Metric {
+    let mut t = m.clone();
+    t.key.name = m.key.name.chars().map(|c| match c { '.' => '_', '_' => '.', c => c }).collect();
+    if t.key.name == m.key.name {
+        t.key.name.push('.');
+    }
+    t
+}
+
+#[test]
+fn a_later_metric_that_sanitizes_alike_leaves_the_first_series_alone() {
+    let cfg = naming_cfg(Selection::Attempted);
+    let first = snapshot(1, vec![attempted("ns", "a.b", "s1", Value::Counter(1))]);
+    let later = snapshot(2, vec![attempted("ns", "a.b", "s1", Value::Counter(2)), attempted("ns", "a_b", "s1", Value::Counter(3))]);
+    let before = series_of(&first, &cfg);
+    let after = series_of(&later, &cfg);
+    assert!(before.is_subset(&after), "{:?} not in {:?}", before, after);
+    assert_eq!(after.len(), 2);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    /// Adding metrics (arbitrary ones and twins that sanitize alike) never changes the series
+    /// of a metric already there.
+    #[test]
+    fn prop_adding_metrics_never_changes_an_existing_series(
+        s in arb_snapshot(false, 6),
+        extra in arb_snapshot(false, 4),
+        twins in prop::collection::vec(any::<bool>(), 6),
+        prefix in prop::sample::select(vec!["beam", "", "my_app"])) {
+        let mut cfg = naming_cfg(Selection::Both);
+        cfg.prefix = prefix.into();
+        let mut grown = s.clone();
+        grown.metrics.extend(extra.metrics.iter().cloned());
+        for (m, t) in s.metrics.iter().zip(&twins) {
+            if *t {
+                grown.metrics.push(twin(m));
+            }
+        }
+        let all = series_of(&grown, &cfg);
+        for m in &s.metrics {
+            let alone = series_of(&Snapshot { time_ms: s.time_ms, metrics: vec![m.clone()] }, &cfg);
+            let missing: Vec<_> = alone.difference(&all).collect();
+            prop_assert!(missing.is_empty(), "{:?} lost {:?} once others were added: {:?}", m, missing, grown);
+        }
+    }
 }
