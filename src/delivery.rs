@@ -200,6 +200,8 @@ pub struct Exporter {
     /// Read-held for a whole export, write-taken by close: nothing is queued after the final
     /// staleness markers or group deletion, nor on a lane whose worker has ended.
     closed: std::sync::RwLock<bool>,
+    /// (capped entries, deduplicated series) of the previous push, see `count_mapping`.
+    left_out: Mutex<(u64, u64)>,
 }
 
 fn now_ms() -> i64 {
@@ -264,6 +266,7 @@ impl Exporter {
             cache: Mutex::new(MappingCache::default()),
             last_time_ms: Mutex::new(last_time_ms),
             closed: std::sync::RwLock::new(false),
+            left_out: Mutex::new((0, 0)),
         })
     }
 
@@ -324,9 +327,17 @@ impl Exporter {
         }
     }
 
-    /// Counts (and logs) what the mapping left out.
+    /// Counts (and logs) what the mapping left out, once per episode: a cumulative snapshot
+    /// repeats the same capped set on every push, so only a change of what is left out counts.
     fn count_mapping(&self, mapped: &Mapped) {
         let stats = &self.shared.stats;
+        let mut last = lock(&self.left_out);
+        let now = (mapped.capped, mapped.duplicates);
+        if *last == now {
+            return;
+        }
+        *last = now;
+        drop(last);
         if mapped.capped > 0 {
             stats.entries_capped.fetch_add(mapped.capped, Relaxed);
             log::warn!(
