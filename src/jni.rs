@@ -38,6 +38,13 @@ fn exporter(handle: jlong) -> Result<Arc<Exporter>, Error> {
     map.get(&handle).cloned().ok_or_else(|| Error::State(format!("exporter {} is closed", handle)))
 }
 
+/// A handle this library gave out and has closed since (e.g. by the shutdown hook): export and
+/// flush on it are ignored quietly, since MetricsPusher may push once more after JVM shutdown
+/// began. A handle never given out still fails.
+fn was_closed(handle: jlong) -> bool {
+    handle > 0 && handle < NEXT_HANDLE.load(Ordering::Relaxed)
+}
+
 /// Runs `f`, turning an error or a panic into a Java exception and `default` as the result.
 fn entry<'local, T>(env: &mut JNIEnv<'local>, default: T, f: impl FnOnce(&mut JNIEnv<'local>) -> Result<T, Error>) -> T {
     let result = catch_unwind(AssertUnwindSafe(|| f(env)));
@@ -96,7 +103,13 @@ pub extern "system" fn Java_io_beamprometheus_NativeExporter_create(mut env: JNI
 #[no_mangle]
 pub extern "system" fn Java_io_beamprometheus_NativeExporter_export(mut env: JNIEnv, _class: JClass, handle: jlong, snapshot: JByteArray) {
     entry(&mut env, (), |env| {
-        let exporter = exporter(handle)?;
+        let exporter = match exporter(handle) {
+            Err(Error::State(_)) if was_closed(handle) => {
+                log::debug!("metrics exported after exporter {} was closed are ignored", handle);
+                return Ok(());
+            }
+            e => e?,
+        };
         let bytes = env.convert_byte_array(&snapshot)?;
         exporter.export_bytes(&bytes).map_err(|e| Error::Argument(e.to_string()))
     })
@@ -105,7 +118,11 @@ pub extern "system" fn Java_io_beamprometheus_NativeExporter_export(mut env: JNI
 #[no_mangle]
 pub extern "system" fn Java_io_beamprometheus_NativeExporter_flush(mut env: JNIEnv, _class: JClass, handle: jlong, timeout_ms: jlong) -> jboolean {
     entry(&mut env, JNI_FALSE, |_| {
-        let done = exporter(handle)?.flush(Duration::from_millis(timeout_ms.max(0) as u64));
+        let done = match exporter(handle) {
+            // Closed: nothing of it is queued any more.
+            Err(Error::State(_)) if was_closed(handle) => true,
+            e => e?.flush(Duration::from_millis(timeout_ms.max(0) as u64)),
+        };
         Ok(if done { JNI_TRUE } else { JNI_FALSE })
     })
 }

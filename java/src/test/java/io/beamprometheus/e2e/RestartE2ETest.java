@@ -264,11 +264,8 @@ public class RestartE2ETest {
     assertTrue(b.flush(10_000));
     awaitValue(Servers.prometheus(), "beam_shared_total{job=\"" + job + "\"}", 2, 30);
     b.close();
-    try {
-      b.writeMetrics(PushgatewayLifecycleE2ETest.counters("shared", "3"));
-      org.junit.Assert.fail("writing through a closed exporter succeeded");
-    } catch (IllegalStateException expected) {
-      assertTrue(expected.getMessage(), expected.getMessage().contains("closed"));
-    }
+    // Calls after the last close (MetricsPusher's after the shutdown hook) are ignored quietly.
+    b.writeMetrics(PushgatewayLifecycleE2ETest.counters("shared", "3"));
+    assertTrue(b.flush(1_000));
   }
 }
