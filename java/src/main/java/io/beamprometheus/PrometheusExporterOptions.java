@@ -245,6 +245,15 @@ public interface PrometheusExporterOptions extends MetricsOptions {
   void setPrometheusProxyUrl(String value);
 
   @Description(
+      "Seconds without a push after which a PrometheusMetricsSink ends its pipeline's share of the"
+          + " exporter (final delivery, --prometheusStaleOnEnd, --prometheusDeleteOnEnd): Beam's"
+          + " MetricsPusher never closes its sink, and stops pushing when the pipeline ends. Default:"
+          + " 6 x --metricsPushPeriod, at least 30; 0 keeps the share until JVM exit.")
+  Long getPrometheusIdleCloseSeconds();
+
+  void setPrometheusIdleCloseSeconds(Long value);
+
+  @Description(
       "Path of the native library to load instead of the one inside the jar (also: system"
           + " property beamprometheus.library.path).")
   String getPrometheusNativeLibraryPath();

@@ -1,5 +1,6 @@
 package io.beamprometheus;
 
+import java.util.concurrent.ScheduledFuture;
 import org.apache.beam.sdk.metrics.MetricQueryResults;
 import org.apache.beam.sdk.metrics.MetricsOptions;
 import org.apache.beam.sdk.metrics.MetricsSink;
@@ -9,10 +10,19 @@ import org.apache.beam.sdk.metrics.MetricsSink;
  * --metricsSink=io.beamprometheus.PrometheusMetricsSink} on a runner that runs Beam's
  * MetricsPusher (Flink, Spark). Each {@link #writeMetrics} encodes the results and hands them to
  * the native exporter in one call, which queues them and returns; delivery runs in the background.
+ *
+ * <p>MetricsPusher never closes its sink and stops pushing when the pipeline ends, so a sink
+ * that has not been written for {@code --prometheusIdleCloseSeconds} releases its share of the
+ * exporter (the last share closes it: final delivery, staleness markers, group deletion). A
+ * later write takes a share again.
  */
 public class PrometheusMetricsSink implements MetricsSink, AutoCloseable {
-  private final long handle;
+  private final PrometheusExporterOptions options;
+  private final long idleMillis;
+  private long handle;
   private boolean closed;
+  private long lastWrite;
+  private ScheduledFuture<?> watch;
 
   /**
    * The constructor MetricsPusher calls; bad options fail here, naming the option, and so does a
@@ -20,24 +30,76 @@ public class PrometheusMetricsSink implements MetricsSink, AutoCloseable {
    */
   public PrometheusMetricsSink(MetricsOptions options) {
     BeamApi.requireSupported();
-    this.handle = NativeExporter.acquire(options.as(PrometheusExporterOptions.class));
+    this.options = options.as(PrometheusExporterOptions.class);
+    this.idleMillis = idleMillis(this.options);
+    this.handle = NativeExporter.acquire(this.options);
+    this.lastWrite = System.currentTimeMillis();
+    watchIdleness();
     RunnerModes.warnIfExportOnlyAtEnd(options);
+  }
+
+  static long idleMillis(PrometheusExporterOptions o) {
+    Long idle = o.getPrometheusIdleCloseSeconds();
+    if (idle != null && idle < 0) {
+      throw new IllegalArgumentException("--prometheusIdleCloseSeconds: " + idle + " is negative (0 disables)");
+    }
+    if (idle != null) {
+      return idle * 1000;
+    }
+    long period = o.getMetricsPushPeriod() == null ? 5 : o.getMetricsPushPeriod();
+    return Math.max(30, 6 * period) * 1000;
+  }
+
+  private void watchIdleness() {
+    if (idleMillis > 0) {
+      watch = IdleExpiry.watch(this::expireIfIdle, Math.max(100, Math.min(idleMillis / 4, 5_000)));
+    }
+  }
+
+  private void expireIfIdle() {
+    long h;
+    synchronized (this) {
+      if (closed || handle == 0 || System.currentTimeMillis() - lastWrite < idleMillis) {
+        return;
+      }
+      h = handle;
+      handle = 0;
+      watch.cancel(false);
+    }
+    // Outside the lock: a write meanwhile takes a fresh share instead of waiting for delivery.
+    NativeExporter.release(h, NativeExporter.SHUTDOWN_FLUSH_MILLIS);
   }
 
   @Override
   public void writeMetrics(MetricQueryResults metricQueryResults) {
-    NativeExporter.export(handle, SnapshotEncoder.encode(metricQueryResults, System.currentTimeMillis()));
+    long h;
+    synchronized (this) {
+      if (closed) {
+        return;
+      }
+      if (handle == 0) {
+        handle = NativeExporter.acquire(options);
+        watchIdleness();
+      }
+      lastWrite = System.currentTimeMillis();
+      h = handle;
+    }
+    NativeExporter.export(h, SnapshotEncoder.encode(metricQueryResults, System.currentTimeMillis()));
   }
 
   /** Waits until everything queued so far is delivered (or dropped); false on timeout. */
   public boolean flush(long timeoutMillis) {
-    return NativeExporter.flush(handle, timeoutMillis);
+    long h;
+    synchronized (this) {
+      h = handle;
+    }
+    return h == 0 || NativeExporter.flush(h, timeoutMillis);
   }
 
   /** The exporter's own counters, by name (see README, Self-metrics). */
   public java.util.Map<String, Long> stats() {
     String[] names = NativeExporter.statNames().split(",");
-    long[] values = NativeExporter.stats(handle);
+    long[] values = NativeExporter.stats(currentHandle());
     java.util.Map<String, Long> out = new java.util.LinkedHashMap<>();
     for (int i = 0; i < names.length; i++) {
       out.put(names[i], values[i]);
@@ -47,20 +109,38 @@ public class PrometheusMetricsSink implements MetricsSink, AutoCloseable {
 
   /** The newest delivery error (status and server message, or network/TLS reason), or null. */
   public String lastError() {
-    return NativeExporter.lastError(handle);
+    return NativeExporter.lastError(currentHandle());
+  }
+
+  private synchronized long currentHandle() {
+    if (handle == 0) {
+      throw new IllegalStateException("the sink released its exporter after --prometheusIdleCloseSeconds without a push");
+    }
+    return handle;
   }
 
   /**
    * Releases this sink's share of the exporter that sinks and pollers with equal options share;
    * the last one closes it: final delivery (staleness markers and the group deletion, when
-   * configured) waiting at most {@link NativeExporter#SHUTDOWN_FLUSH_MILLIS}. Without it, JVM
-   * shutdown does the same. Idempotent.
+   * configured) waiting at most {@link NativeExporter#SHUTDOWN_FLUSH_MILLIS}. Without it, idle
+   * expiry or JVM shutdown does the same. Idempotent.
    */
   @Override
-  public synchronized void close() {
-    if (!closed) {
+  public void close() {
+    long h;
+    synchronized (this) {
+      if (closed) {
+        return;
+      }
       closed = true;
-      NativeExporter.release(handle, NativeExporter.SHUTDOWN_FLUSH_MILLIS);
+      if (watch != null) {
+        watch.cancel(false);
+      }
+      h = handle;
+      handle = 0;
+    }
+    if (h != 0) {
+      NativeExporter.release(h, NativeExporter.SHUTDOWN_FLUSH_MILLIS);
     }
   }
 }
