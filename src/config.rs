@@ -358,6 +358,14 @@ impl Config {
                  both copies are one series and Prometheus refuses one (\"out of order sample\"); add e.g. {{\"instance\":\"…\"}}"
             );
         }
+        // A grouping key `namespace` moves Beam's label to `beam_namespace`: a constant label of
+        // that name would be a second one.
+        for (k, _) in grouping.iter().filter(|(k, _)| crate::naming::RENAMED_FOR_GROUPING.contains(&k.as_str())) {
+            let moved = format!("beam_{}", k);
+            if const_labels.iter().any(|(c, _)| *c == moved) {
+                return err("prometheusLabels", format!("label name '{}' is where --prometheusGroupingKey '{}' moves Beam's label", moved, k));
+            }
+        }
         const_labels.sort();
         Ok(Config {
             remote_write_url,

@@ -92,6 +92,17 @@ fn bad_values_name_their_option() {
     }
 }
 
+/// Issue 19 item 1: a constant label where a grouping key moves Beam's label is refused.
+#[test]
+fn a_constant_label_where_the_grouping_key_moves_beams_label_is_refused() {
+    let e = error_of(&with(&[("prometheusGroupingKey.namespace", "team-a"), ("prometheusLabels.beam_namespace", "x")]));
+    assert!(e.starts_with("--prometheusLabels:") && e.contains("beam_namespace"), "{}", e);
+    for name in ["le", "value", "path", "truncated", "beam_metric", "quantile", "beam_step", "exporter_id"] {
+        let e = error_of(&with(&[(&format!("prometheusGroupingKey.{}", name), "v")]));
+        assert!(e.starts_with("--prometheusGroupingKey:") && e.contains(name), "{}", e);
+    }
+}
+
 #[test]
 fn reserved_and_invalid_label_names_are_explained() {
     for name in ["job", "le", "result", "beam_metric", "namespace", "step", "quantile"] {
