@@ -16,26 +16,42 @@ public class PrometheusMetricsSink implements MetricsSink, AutoCloseable {
 
   /**
    * The constructor MetricsPusher calls; bad options fail here, naming the option, and so does a
-   * Beam older than the oldest supported (see {@link BeamApi}).
+   * Beam older than the oldest supported (see {@link BeamApi}), and so does a native library that
+   * cannot be loaded (unless {@code --prometheusOnNativeLoadFailure=DISABLE}: then this sink
+   * exports nothing).
    */
   public PrometheusMetricsSink(MetricsOptions options) {
     BeamApi.requireSupported();
-    this.handle = NativeExporter.acquire(options.as(PrometheusExporterOptions.class));
+    this.handle = NativeExporter.acquireOrDisabled(options.as(PrometheusExporterOptions.class));
     RunnerModes.warnIfExportOnlyAtEnd(options);
+  }
+
+  /** False when the native library could not be loaded and the sink exports nothing (DISABLE). */
+  public boolean isActive() {
+    return handle != NativeExporter.DISABLED;
   }
 
   @Override
   public void writeMetrics(MetricQueryResults metricQueryResults) {
+    if (!isActive()) {
+      return;
+    }
     NativeExporter.export(handle, SnapshotEncoder.encode(metricQueryResults, System.currentTimeMillis()));
   }
 
   /** Waits until everything queued so far is delivered (or dropped); false on timeout. */
   public boolean flush(long timeoutMillis) {
+    if (!isActive()) {
+      return true;
+    }
     return NativeExporter.flush(handle, timeoutMillis);
   }
 
   /** The exporter's own counters, by name (see README, Self-metrics). */
   public java.util.Map<String, Long> stats() {
+    if (!isActive()) {
+      return java.util.Collections.emptyMap();
+    }
     String[] names = NativeExporter.statNames().split(",");
     long[] values = NativeExporter.stats(handle);
     java.util.Map<String, Long> out = new java.util.LinkedHashMap<>();
@@ -47,6 +63,9 @@ public class PrometheusMetricsSink implements MetricsSink, AutoCloseable {
 
   /** The newest delivery error (status and server message, or network/TLS reason), or null. */
   public String lastError() {
+    if (!isActive()) {
+      return null;
+    }
     return NativeExporter.lastError(handle);
   }
 
@@ -60,6 +79,9 @@ public class PrometheusMetricsSink implements MetricsSink, AutoCloseable {
   public synchronized void close() {
     if (!closed) {
       closed = true;
+      if (!isActive()) {
+        return;
+      }
       NativeExporter.release(handle, NativeExporter.SHUTDOWN_FLUSH_MILLIS);
     }
   }
