@@ -49,10 +49,14 @@ run_example() { # runner profile extra-args...
   echo "== examples/wordcount on $runner (-P$profile)"
   local args="--runner=$runner --inputFile=$work/input.txt --output=$work/out-$runner/counts --metricsPushPeriod=1"
   args+=" --prometheusRemoteWriteUrl=$BEAMPROM_PROMETHEUS_URL/api/v1/write --prometheusJobName=$job $*"
-  if (cd examples/wordcount && mvn -B -q -P"$profile" compile exec:java \
-        -Dexec.mainClass=org.example.WordCount -Dexec.args="$args") >"$work/mvn-$runner.log" 2>&1; then
+  if (cd examples/wordcount && mvn -B -q -P"$profile" compile exec:exec \
+        -Dpipeline.args="$args") >"$work/mvn-$runner.log" 2>&1; then
     check "examples/wordcount on $runner: beam-prometheus resolved from $repo" \
       grep -q "beam-prometheus-local" "$HOME/.m2/repository/io/beamprometheus/beam-prometheus/$version/_remote.repositories"
+    if [ "$runner" = FlinkRunner ]; then
+      check "examples/wordcount on $runner: the sink exported (MetricsPusher), the poller stood aside" \
+        grep -q "FlinkRunner exports through --metricsSink already; the poller stays idle" "$work/mvn-$runner.log"
+    fi
     check "examples/wordcount on $runner: PromQL sees the words, empty lines and line lengths the input holds" \
       python3 tests/check_published.py promql "$BEAMPROM_PROMETHEUS_URL" "$job" "$work/expected.json"
   else
