@@ -244,7 +244,8 @@ final class NativeLibraryLoader {
     String prefix = name.substring(0, name.lastIndexOf('-') + 1);
     try (DirectoryStream<Path> files = Files.newDirectoryStream(loaded.getParent(), prefix + "*")) {
       for (Path f : files) {
-        if (!f.equals(loaded)) {
+        // Temporary files may be another JVM's extraction in progress: left alone.
+        if (!f.equals(loaded) && !f.getFileName().toString().endsWith(".tmp")) {
           try {
             Files.deleteIfExists(f);
           } catch (IOException inUse) {

@@ -118,8 +118,9 @@ public class NativeLoaderTest {
     Path loaded = Files.write(dir.resolve("libbeam_prometheus-bbbb.so"), new byte[] {2});
     Files.write(dir.resolve("libbeam_prometheus-aaaa.so"), new byte[] {1});
     Files.write(dir.resolve("unrelated.txt"), new byte[] {3});
+    Files.write(dir.resolve("libbeam_prometheus-cccc.so123.tmp"), new byte[] {4}); // another JVM writing
     NativeLibraryLoader.removeOtherVersions(loaded);
-    assertEquals(Arrays.asList("libbeam_prometheus-bbbb.so", "unrelated.txt"),
+    assertEquals(Arrays.asList("libbeam_prometheus-bbbb.so", "libbeam_prometheus-cccc.so123.tmp", "unrelated.txt"),
         Arrays.stream(dir.toFile().list()).sorted().collect(Collectors.toList()));
   }
 
