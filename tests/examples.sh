@@ -60,6 +60,7 @@ run_example() { # runner profile extra-args...
     check "examples/wordcount on $runner: PromQL sees the words, empty lines and line lengths the input holds" \
       python3 tests/check_published.py promql "$BEAMPROM_PROMETHEUS_URL" "$job" "$work/expected.json"
   else
+    grep -E "Caused by|Exception:" "$work/mvn-$runner.log" | head -n 20
     tail -n 40 "$work/mvn-$runner.log"
     check "examples/wordcount on $runner: the Maven run" false
   fi

@@ -110,24 +110,32 @@ final class NativeLibraryLoader {
     byte[] bytes = readResource(platform);
     List<String> attempts = new ArrayList<>();
     for (Path base : dirs) {
-      Path file;
-      try {
-        file = extract(bytes, platform.fileName, base);
-      } catch (IOException | RuntimeException e) {
-        attempts.add(base + ": cannot write there (" + e + ")");
-        continue;
-      }
-      try {
-        System.load(file.toString());
-        removeOtherVersions(file);
-        return file;
-      } catch (UnsatisfiedLinkError e) {
-        String glibc = glibcNeeded(e.getMessage());
-        if (glibc != null) {
-          throw new NativeLoadException(glibcMessage(platform, glibc, e.getMessage()), e);
+      // Twice at most: another JVM of this user loading another version may remove this file
+      // between our extraction and our load (removeOtherVersions); extracting again settles it.
+      for (int attempt = 0; attempt < 2; attempt++) {
+        Path file;
+        try {
+          file = extract(bytes, platform.fileName, base);
+        } catch (IOException | RuntimeException e) {
+          attempts.add(base + ": cannot write there (" + e + ")");
+          break;
         }
-        // Most often a noexec mount: the next directory may allow mapping it executable.
-        attempts.add(file + ": cannot be loaded (" + e.getMessage() + ")");
+        try {
+          System.load(file.toString());
+          removeOtherVersions(file);
+          return file;
+        } catch (UnsatisfiedLinkError e) {
+          String glibc = glibcNeeded(e.getMessage());
+          if (glibc != null) {
+            throw new NativeLoadException(glibcMessage(platform, glibc, e.getMessage()), e);
+          }
+          if (attempt == 0 && !Files.exists(file)) {
+            continue;
+          }
+          // Most often a noexec mount: the next directory may allow mapping it executable.
+          attempts.add(file + ": cannot be loaded (" + e.getMessage() + ")");
+          break;
+        }
       }
     }
     if (platform.id.startsWith("linux-") && systemGlibc() == null && muslLoaderPresent()) {
