@@ -1,11 +1,6 @@
 package io.beamprometheus;
 
-import java.io.IOException;
-import java.io.InputStream;
 import java.nio.ByteBuffer;
-import java.nio.file.Files;
-import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -14,7 +9,7 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * The native exporter: loads the library from the jar (or from {@code
+ * The native exporter: loads the library (NativeLibraryLoader: from the jar, or from {@code
  * beamprometheus.library.path}), declares the JNI functions, and shares one native exporter
  * among all sinks with equal options, since runners may build a sink per pipeline run.
  */
@@ -27,6 +22,10 @@ public final class NativeExporter {
   /** One native exporter per distinct options, with how many sinks and pollers use it. */
   private static final Map<ByteBuffer, long[]> HANDLES = new LinkedHashMap<>();
   private static boolean loaded;
+  private static NativeLibraryLoader.NativeLoadException loadFailure;
+  private static boolean disabledLogged;
+  /** The handle of a sink or poller that exports nothing (no native library, DISABLE). */
+  static final long DISABLED = 0;
 
   private NativeExporter() {}
 
@@ -66,16 +65,28 @@ public final class NativeExporter {
     }
   }
 
-  /** Loads the native library once; {@code explicitPath} (or the system property) wins. */
+  /**
+   * Loads the native library once; {@code explicitPath} (or the system property) wins over the
+   * jar's. A failure is remembered and thrown again (same message) to every later caller, so a
+   * JVM tries once; it is a {@link NativeLibraryLoader.NativeLoadException} saying why and what to do.
+   */
   public static synchronized void load(String explicitPath) {
     if (loaded) {
       return;
     }
+    if (loadFailure != null) {
+      throw new NativeLibraryLoader.NativeLoadException(loadFailure.getMessage(), loadFailure);
+    }
     String path = explicitPath != null ? explicitPath : System.getProperty(LIBRARY_PATH_PROPERTY);
-    if (path != null && !path.isEmpty()) {
-      System.load(Path.of(path).toAbsolutePath().toString());
-    } else {
-      System.load(extract().toString());
+    try {
+      if (path != null && !path.isEmpty()) {
+        NativeLibraryLoader.loadPath(path);
+      } else {
+        NativeLibraryLoader.loadFromJar();
+      }
+    } catch (NativeLibraryLoader.NativeLoadException e) {
+      loadFailure = e;
+      throw e;
     }
     int level =
         LOG.isTraceEnabled() ? 5 : LOG.isDebugEnabled() ? 4 : LOG.isInfoEnabled() ? 3 : LOG.isWarnEnabled() ? 2 : 1;
@@ -85,25 +96,31 @@ public final class NativeExporter {
     loaded = true;
   }
 
-  private static Path extract() {
-    String os = System.getProperty("os.name").toLowerCase();
-    String arch = System.getProperty("os.arch").toLowerCase();
-    String file = os.contains("mac") ? "libbeam_prometheus.dylib" : os.contains("win") ? "beam_prometheus.dll" : "libbeam_prometheus.so";
-    String platform = (os.contains("mac") ? "macos" : os.contains("win") ? "windows" : "linux") + "-" + (arch.equals("amd64") ? "x86_64" : arch);
-    String resource = "/native/" + platform + "/" + file;
-    try (InputStream in = NativeExporter.class.getResourceAsStream(resource)) {
-      if (in == null) {
-        throw new UnsatisfiedLinkError(
-            "beam-prometheus has no native library for " + platform + " in its jar (" + resource
-                + "); build it and set -D" + LIBRARY_PATH_PROPERTY + "=/path/to/" + file);
+  /**
+   * The shared native exporter for these options, counted as one more user; throws
+   * IllegalArgumentException naming a bad option. When the native library cannot be loaded it
+   * throws (default, {@code --prometheusOnNativeLoadFailure=FAIL}) or, with {@code DISABLE}, logs
+   * the reason once per JVM and returns {@link #DISABLED}: the caller then exports nothing.
+   */
+  static long acquireOrDisabled(PrometheusExporterOptions options) {
+    try {
+      load(options.getPrometheusNativeLibraryPath());
+    } catch (NativeLibraryLoader.NativeLoadException e) {
+      if (options.getPrometheusOnNativeLoadFailure() != PrometheusExporterOptions.OnNativeLoadFailure.DISABLE) {
+        throw new NativeLibraryLoader.NativeLoadException(
+            e.getMessage() + ". To run pipelines without exporting metrics instead, set"
+                + " --prometheusOnNativeLoadFailure=DISABLE",
+            e);
       }
-      Path tmp = Files.createTempFile("beam_prometheus", file.substring(file.lastIndexOf('.')));
-      tmp.toFile().deleteOnExit();
-      Files.copy(in, tmp, StandardCopyOption.REPLACE_EXISTING);
-      return tmp;
-    } catch (IOException e) {
-      throw new UnsatisfiedLinkError("cannot extract the beam-prometheus native library: " + e);
+      synchronized (NativeExporter.class) {
+        if (!disabledLogged) {
+          disabledLogged = true;
+          LOG.error("metrics are not exported (--prometheusOnNativeLoadFailure=DISABLE): {}", e.getMessage());
+        }
+      }
+      return DISABLED;
     }
+    return acquire(options);
   }
 
   /**

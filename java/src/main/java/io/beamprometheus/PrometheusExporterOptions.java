@@ -259,4 +259,21 @@ public interface PrometheusExporterOptions extends MetricsOptions {
   String getPrometheusNativeLibraryPath();
 
   void setPrometheusNativeLibraryPath(String value);
+
+  /** What a sink or poller does when no native library can be loaded on this machine. */
+  enum OnNativeLoadFailure {
+    /** Fail at construction with the reason (for MetricsPusher runners: in pipeline.run()). */
+    FAIL,
+    /** Log the reason once per JVM and export nothing: the pipeline runs without metrics. */
+    DISABLE
+  }
+
+  @Description(
+      "When the native library cannot be loaded (platform not in the jar, glibc older than 2.17,"
+          + " no directory to extract it to): FAIL the sink or poller at construction with the reason,"
+          + " or DISABLE them (the reason logged once; the pipeline runs without exported metrics).")
+  @Default.Enum("FAIL")
+  OnNativeLoadFailure getPrometheusOnNativeLoadFailure();
+
+  void setPrometheusOnNativeLoadFailure(OnNativeLoadFailure value);
 }

@@ -45,10 +45,10 @@ public final class PrometheusMetricsPoller implements AutoCloseable {
   private PrometheusMetricsPoller(
       PipelineResult result, PrometheusExporterOptions options, boolean active, boolean finalOnly) {
     this.result = result;
-    this.handle = active || finalOnly ? NativeExporter.acquire(options) : 0;
-    if (!active) {
+    this.handle = active || finalOnly ? NativeExporter.acquireOrDisabled(options) : NativeExporter.DISABLED;
+    if (!active || handle == NativeExporter.DISABLED) {
       this.scheduler = null;
-      this.finished = !finalOnly;
+      this.finished = !finalOnly || handle == NativeExporter.DISABLED;
       if (finished) {
         released.countDown();
       }
@@ -81,7 +81,10 @@ public final class PrometheusMetricsPoller implements AutoCloseable {
     return new PrometheusMetricsPoller(result, o, !sinkExports, finalOnly);
   }
 
-  /** False when the poller stays idle because --metricsSink exports everything on this runner. */
+  /**
+   * False when the poller stays idle: --metricsSink exports everything on this runner, or the
+   * native library could not be loaded and --prometheusOnNativeLoadFailure=DISABLE.
+   */
   public boolean isActive() {
     return handle != 0;
   }

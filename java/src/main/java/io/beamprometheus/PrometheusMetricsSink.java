@@ -20,22 +20,34 @@ public class PrometheusMetricsSink implements MetricsSink, AutoCloseable {
   private final PrometheusExporterOptions options;
   private final long idleMillis;
   private long handle;
+  /** The native library could not be loaded and --prometheusOnNativeLoadFailure=DISABLE. */
+  private final boolean disabled;
   private boolean closed;
   private long lastWrite;
   private ScheduledFuture<?> watch;
 
   /**
    * The constructor MetricsPusher calls; bad options fail here, naming the option, and so does a
-   * Beam older than the oldest supported (see {@link BeamApi}).
+   * Beam older than the oldest supported (see {@link BeamApi}), and so does a native library that
+   * cannot be loaded (unless {@code --prometheusOnNativeLoadFailure=DISABLE}: then this sink
+   * exports nothing).
    */
   public PrometheusMetricsSink(MetricsOptions options) {
     BeamApi.requireSupported();
     this.options = options.as(PrometheusExporterOptions.class);
     this.idleMillis = idleMillis(this.options);
-    this.handle = NativeExporter.acquire(this.options);
+    this.handle = NativeExporter.acquireOrDisabled(this.options);
+    this.disabled = handle == NativeExporter.DISABLED;
     this.lastWrite = System.currentTimeMillis();
-    watchIdleness();
+    if (!disabled) {
+      watchIdleness();
+    }
     RunnerModes.warnIfExportOnlyAtEnd(options);
+  }
+
+  /** False when the native library could not be loaded and the sink exports nothing (DISABLE). */
+  public boolean isActive() {
+    return !disabled;
   }
 
   static long idleMillis(PrometheusExporterOptions o) {
@@ -74,7 +86,7 @@ public class PrometheusMetricsSink implements MetricsSink, AutoCloseable {
   public void writeMetrics(MetricQueryResults metricQueryResults) {
     long h;
     synchronized (this) {
-      if (closed) {
+      if (closed || disabled) {
         return;
       }
       if (handle == 0) {
@@ -98,6 +110,9 @@ public class PrometheusMetricsSink implements MetricsSink, AutoCloseable {
 
   /** The exporter's own counters, by name (see README, Self-metrics). */
   public java.util.Map<String, Long> stats() {
+    if (disabled) {
+      return java.util.Collections.emptyMap();
+    }
     String[] names = NativeExporter.statNames().split(",");
     long[] values = NativeExporter.stats(currentHandle());
     java.util.Map<String, Long> out = new java.util.LinkedHashMap<>();
@@ -109,6 +124,9 @@ public class PrometheusMetricsSink implements MetricsSink, AutoCloseable {
 
   /** The newest delivery error (status and server message, or network/TLS reason), or null. */
   public String lastError() {
+    if (disabled) {
+      return null;
+    }
     return NativeExporter.lastError(currentHandle());
   }
 
