@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 const CHUNK: usize = 2000;
 
 fn naming_cfg() -> NamingConfig {
-    NamingConfig { prefix: "beam".into(), job: "bench".into(), const_labels: vec![], selection: Selection::Attempted, set_cap: 100, taken_labels: vec![] }
+    NamingConfig { prefix: "beam".into(), job: "bench".into(), const_labels: vec![], selection: Selection::Attempted, set_cap: 100, taken_labels: vec![], utf8_names: false }
 }
 
 fn read_snapshot(out: &Path, n: usize) -> (Vec<u8>, Snapshot) {
