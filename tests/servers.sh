@@ -89,8 +89,8 @@ start_servers() {
   SERVER_DIR=$(mktemp -d /tmp/beamprom-servers.XXXXXX)
   trap stop_servers EXIT
   local pp gp vp sp sgp pki
-  local p3p
-  pp=$(free_port); gp=$(free_port); vp=$(free_port); sp=$(free_port); sgp=$(free_port); p3p=$(free_port)
+  local p3p p3v1p
+  pp=$(free_port); gp=$(free_port); vp=$(free_port); sp=$(free_port); sgp=$(free_port); p3p=$(free_port); p3v1p=$(free_port)
   pki="$SERVER_DIR/pki"
   make_pki "$pki"
   cat > "$SERVER_DIR/prometheus.yml" <<YML
@@ -151,7 +151,15 @@ YML
       --web.listen-address="127.0.0.1:$p3p" --web.enable-remote-write-receiver \
       >"$SERVER_DIR/prometheus3.log" 2>&1 &
     SERVER_PIDS+=($!)
+    # One that takes 1.0 only (answers 415 to 2.0), for the fallback test.
+    printf 'global:\n  scrape_interval: 1h\n' > "$SERVER_DIR/prometheus3-v1.yml"
+    "$PROMETHEUS3" --config.file="$SERVER_DIR/prometheus3-v1.yml" --storage.tsdb.path="$SERVER_DIR/prom3-v1-data" \
+      --web.listen-address="127.0.0.1:$p3v1p" --web.enable-remote-write-receiver \
+      --web.remote-write-receiver.accepted-protobuf-messages=prometheus.WriteRequest \
+      >"$SERVER_DIR/prometheus3-v1.log" 2>&1 &
+    SERVER_PIDS+=($!)
     export BEAMPROM_PROMETHEUS3_URL="http://127.0.0.1:$p3p"
+    export BEAMPROM_PROMETHEUS3_V1_URL="http://127.0.0.1:$p3v1p"
   fi
   victoria-metrics -httpListenAddr="127.0.0.1:$vp" -storageDataPath="$SERVER_DIR/vm-data" \
     -search.latencyOffset=0s >"$SERVER_DIR/victoria.log" 2>&1 &
@@ -167,6 +175,7 @@ YML
   wait_ready "$BEAMPROM_PUSHGATEWAY_URL/-/ready" 60 pushgateway
   wait_ready "$BEAMPROM_VICTORIA_URL/health" 60 victoria
   [ -z "${PROMETHEUS3:-}" ] || wait_ready "$BEAMPROM_PROMETHEUS3_URL/-/ready" 60 prometheus3
+  [ -z "${PROMETHEUS3:-}" ] || wait_ready "$BEAMPROM_PROMETHEUS3_V1_URL/-/ready" 60 prometheus3-v1
   local auth=(--cacert "$pki/ca.pem" --cert "$pki/client.pem" --key "$pki/client.key" -u "beam:$(cat "$pki/password")")
   local deadline=$((SECONDS + 60))
   until curl -fsS -o /dev/null "${auth[@]}" "$BEAMPROM_SECURE_PROMETHEUS_URL/-/ready" 2>/dev/null \
