@@ -271,6 +271,11 @@ impl Exporter {
         &self.shared.stats
     }
 
+    /// The remote-write protocol sent now: the configured one, or 1.0 after a fallback.
+    pub fn remote_write_protocol(&self) -> RemoteWriteProtocol {
+        if self.shared.remote_write_v1.load(Relaxed) { RemoteWriteProtocol::V1 } else { RemoteWriteProtocol::V2 }
+    }
+
     /// The newest delivery error, e.g. "Pushgateway: HTTP 400: …" or a TLS reason.
     pub fn last_error(&self) -> Option<String> {
         lock(&self.shared.last_error).clone()

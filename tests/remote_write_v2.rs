@@ -6,7 +6,7 @@
 
 mod common;
 
-use beam_prometheus::config::Config;
+use beam_prometheus::config::{Config, RemoteWriteProtocol};
 use beam_prometheus::delivery::{stats_names, Exporter};
 use beam_prometheus::model::Value;
 use beam_prometheus::naming::{FamilyType, NamingConfig, Selection};
@@ -281,7 +281,9 @@ fn prometheus3_takes_both_protocols_with_exact_values() {
         ex.export(&every_kind(now_ms() + 1, 9));
         assert!(ex.flush(Duration::from_secs(20)));
         assert_eq!((stat(&ex, "samples_rejected"), stat(&ex, "samples_dropped")), (0, 0), "{:?}", ex.last_error());
-        assert_eq!(stat(&ex, "samples_sent"), 2 * 12);
+        assert_eq!(stat(&ex, "samples_sent"), 2 * 14);
+        let sent = if protocol == "2.0" { RemoteWriteProtocol::V2 } else { RemoteWriteProtocol::V1 };
+        assert_eq!(ex.remote_write_protocol(), sent, "no fallback from what was configured");
         let j = format!("job=\"{}\"", job);
         await_values(&prom3, &format!("beam_elements_total{{{},namespace=\"my.ns\",step=\"Read/ParDo(1)\"}}", j), &["9"]);
         await_values(&prom3, &format!("beam_lat_distribution_sum{{{}}}", j), &["90"]);
@@ -326,7 +328,8 @@ fn v1_only_receivers_make_the_exporter_fall_back() {
         ex.export(&every_kind(now_ms() + 1, 4));
         assert!(ex.flush(Duration::from_secs(20)));
         assert_eq!((stat(&ex, "samples_rejected"), stat(&ex, "samples_dropped")), (0, 0), "{:?}", ex.last_error());
-        assert_eq!(stat(&ex, "samples_sent"), 2 * 12);
+        assert_eq!(stat(&ex, "samples_sent"), 2 * 14);
+        assert_eq!(ex.remote_write_protocol(), RemoteWriteProtocol::V1, "{} took 2.0", base);
         await_values(&base, &format!("beam_elements_total{{job=\"{}\"}}", job), &["4"]);
         await_values(&base, &format!("beam_lat_distribution_sum{{job=\"{}\"}}", job), &["40"]);
     }
