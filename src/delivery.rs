@@ -877,6 +877,8 @@ fn send(shared: &Shared, target: Target, request: &Request, samples: u64) -> Out
     if v2 && status.as_u16() == 415 {
         return Outcome::OnlyV1("HTTP 415".to_string());
     }
+    // A 2.0 receiver that refuses some series (400) says how many samples it wrote of the rest.
+    let written = if v2 && status.is_client_error() { written_samples(resp.headers()) } else { None };
     let retry_after = resp.headers().get("Retry-After").and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
     if status.is_redirection() {
         // Redirects are not followed: a POST would turn into a GET that loses the body while
@@ -894,6 +896,9 @@ fn send(shared: &Shared, target: Target, request: &Request, samples: u64) -> Out
         body.push('…');
     }
     let why = format!("HTTP {}: {}", status.as_u16(), body.trim());
+    if let Some(w) = written.filter(|w| *w > 0 && status.as_u16() != 429) {
+        return Outcome::Partial { written: w, why };
+    }
     if status.as_u16() == 401 || status.as_u16() == 403 {
         // Retried within --prometheusMaxAttempts: a rotated token or password file fixes it
         // without losing the batch. Logged once per change of state by the worker.

@@ -334,3 +334,27 @@ fn v1_only_receivers_make_the_exporter_fall_back() {
         await_values(&base, &format!("beam_lat_distribution_sum{{job=\"{}\"}}", job), &["40"]);
     }
 }
+
+/// A 2.0 request Prometheus 3 writes only in part (one series out of order, one new): the
+/// written-samples header counts the rest as sent, the refused sample as rejected.
+#[test]
+#[ignore = "needs the Prometheus 3 of tests/run_all.sh"]
+fn a_partial_write_is_counted_and_the_rest_delivered() {
+    let prom3 = env("BEAMPROM_PROMETHEUS3_URL");
+    let url = format!("{}/api/v1/write", prom3);
+    let job = format!("partial_{}", now_ms());
+    let t = now_ms();
+    let first = exporter(&url, &job, &[("prometheusRemoteWriteProtocol", "2.0")]);
+    first.export(&snapshot(t, vec![attempted("ns", "a", "s", Value::Counter(5))]));
+    assert!(first.flush(Duration::from_secs(20)));
+    assert_eq!(stat(&first, "samples_sent"), 1, "{:?}", first.last_error());
+    // Another exporter (e.g. a restarted pipeline) sends `a` at an older time, and a new `b`.
+    let second = exporter(&url, &job, &[("prometheusRemoteWriteProtocol", "2.0")]);
+    second.export(&snapshot(t - 1_000, vec![attempted("ns", "a", "s", Value::Counter(4)), attempted("ns", "b", "s", Value::Counter(7))]));
+    assert!(second.flush(Duration::from_secs(20)));
+    assert_eq!((stat(&second, "samples_sent"), stat(&second, "samples_rejected")), (1, 1), "{:?}", second.last_error());
+    assert!(second.last_error().unwrap_or_default().contains("out of order"), "{:?}", second.last_error());
+    assert_eq!(second.remote_write_protocol(), RemoteWriteProtocol::V2);
+    await_values(&prom3, &format!("beam_b_total{{job=\"{}\"}}", job), &["7"]);
+    await_values(&prom3, &format!("beam_a_total{{job=\"{}\"}}", job), &["5"]);
+}
