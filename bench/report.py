@@ -8,6 +8,7 @@ from collections import defaultdict
 path = sys.argv[1] if len(sys.argv) > 1 else "bench/out/results.tsv"
 res = {}          # (impl, op, n) -> median ns
 info = {}         # n -> series count
+wire = {}         # (op, n) -> {"bytes": .., "raw_bytes": ..}
 alloc = {}        # (impl, n) -> bytes
 rss = defaultdict(list)  # who -> [(push, kib)]
 checks = []
@@ -19,6 +20,8 @@ for line in open(path, encoding="utf-8"):
         for kv in f[8].split(";") if len(f) > 8 else []:
             if kv.startswith("series="):
                 info[n] = int(kv.split("=")[1])
+            if op.startswith("rw_v") and kv.split("=")[0] in ("bytes", "raw_bytes", "requests"):
+                wire.setdefault((op[:5], n), {})[kv.split("=")[0]] = int(kv.split("=")[1])
     elif f[0] == "alloc":
         alloc[(f[1], int(f[2]))] = float(f[3])
     elif f[0] == "rss":
@@ -163,6 +166,22 @@ def div(a, b):
     return None if a is None or b is None or b == 0 else a / b
 
 
+if wire:
+    p("### Remote-write 2.0 against 1.0 (Rust core, same snapshots, requests of 2000 series)")
+    p("")
+    p("Bytes summed over a snapshot's requests; first push = map + build labels/symbols + encode + compress; "
+      "repeat push = encode + compress with them reused (median ms; ratio = 1.0 / 2.0).")
+    p("")
+    p("| series | bytes 1.0 (snappy) | bytes 2.0 (snappy) | 1.0 / 2.0 | raw 1.0 | raw 2.0 | 1.0 / 2.0 raw | first 1.0 | first 2.0 | 1.0 / 2.0 | repeat 1.0 | repeat 2.0 | 1.0 / 2.0 |")
+    p("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for n in sizes:
+        a, b = wire.get(("rw_v1", n), {}), wire.get(("rw_v2", n), {})
+        if not a or not b:
+            continue
+        f1, f2, r1, r2 = g("rust", "rw_v1_first", n), g("rust", "rw_v2_first", n), g("rust", "rw_v1_repeat", n), g("rust", "rw_v2_repeat", n)
+        p(f"| {info.get(n, n):,} | {a['bytes']:,} | {b['bytes']:,} | {ratio(a['bytes'], b['bytes'])} | {a['raw_bytes']:,} | {b['raw_bytes']:,} | "
+          f"{ratio(a['raw_bytes'], b['raw_bytes'])} | {ms(f1)} | {ms(f2)} | {ratio(f1, f2)} | {ms(r1)} | {ms(r2)} | {ratio(r1, r2)} |")
+    p("")
 p("### Targets")
 p("")
 p("| target | measured (over the sizes) | met |")

@@ -43,6 +43,8 @@ phase "1. encode: Rust core"
 run "$RUSTBENCH" encode "$OUT" "${SIZES[@]}"
 phase "1. encode: Go (prompb + golang/snappy)"
 run "$BENCH/go/bench-go" "$OUT" "${SIZES[@]}"
+phase "1. remote-write 2.0 against 1.0 (Rust core, same snapshots)"
+run "$RUSTBENCH" protocols "$OUT" "${SIZES[@]}"
 phase "1. equivalence: Rust, Java and Go bodies decoded and compared"
 run "$RUSTBENCH" check "$OUT" "${SIZES[@]}"
 

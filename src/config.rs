@@ -25,6 +25,16 @@ pub enum PushFormat {
     Text,
 }
 
+/// The remote-write protocol version sent (README, "Remote-write 2.0").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RemoteWriteProtocol {
+    /// `prometheus.WriteRequest`: every receiver takes it (Prometheus 2.x and 3.x, VictoriaMetrics,
+    /// Mimir, Cortex, Thanos), hence the default.
+    V1,
+    /// `io.prometheus.write.v2.Request`; a receiver that refuses it makes the exporter fall back to 1.0.
+    V2,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PushMethod {
     Put,
@@ -57,6 +67,7 @@ pub const RESERVED_HEADERS: &[&str] = &[
 pub struct Config {
     pub remote_write_url: Option<String>,
     pub pushgateway_url: Option<String>,
+    pub remote_write_protocol: RemoteWriteProtocol,
     pub naming: NamingConfig,
     /// Pushgateway grouping key besides `job`, in the order given.
     pub grouping: Vec<(String, String)>,
@@ -204,6 +215,8 @@ impl Config {
         let mut bearer: Vec<Secret> = Vec::new();
         let mut headers = Vec::new();
         let mut proxy_url = None;
+        let mut remote_write_protocol = RemoteWriteProtocol::V1;
+        let mut utf8_names = false;
         let file = |option: &'static str, v: &str| -> Result<String, ConfigError> {
             match std::fs::metadata(v) {
                 Ok(m) if m.is_file() => Ok(v.to_string()),
@@ -264,6 +277,14 @@ impl Config {
                         _ => return err(option, format!("'{}' is not PROTOBUF or TEXT", v)),
                     }
                 }
+                ("prometheusRemoteWriteProtocol", None) => {
+                    remote_write_protocol = match v.trim() {
+                        "1.0" | "1" => RemoteWriteProtocol::V1,
+                        "2.0" | "2" => RemoteWriteProtocol::V2,
+                        _ => return err(option, format!("'{}' is not 1.0 or 2.0", v)),
+                    }
+                }
+                ("prometheusUtf8Names", None) => utf8_names = boolean(option, v)?,
                 ("prometheusDeleteOnEnd", None) => delete_on_end = boolean(option, v)?,
                 ("prometheusMaxBufferedSamples", None) => max_buffered_samples = number(option, v, 1usize)?,
                 ("prometheusMaxSamplesPerRequest", None) => max_samples_per_request = number(option, v, 1usize)?,
@@ -366,10 +387,15 @@ impl Config {
                 return err("prometheusLabels", format!("label name '{}' is where --prometheusGroupingKey '{}' moves Beam's label", moved, k));
             }
         }
+        if utf8_names && pushgateway_url.is_some() {
+            // The gateway (1.5.1 here) and the 0.0.4 text format take only legacy names.
+            return err("prometheusUtf8Names", "UTF-8 names are for remote-write receivers that accept them; the Pushgateway takes legacy names only: leave --prometheusPushgatewayUrl unset");
+        }
         const_labels.sort();
         Ok(Config {
             remote_write_url,
             pushgateway_url,
+            remote_write_protocol,
             naming: NamingConfig {
                 prefix,
                 job,
@@ -377,6 +403,7 @@ impl Config {
                 selection,
                 set_cap,
                 taken_labels: grouping.iter().map(|(k, _)| k.clone()).collect(),
+                utf8_names,
             },
             grouping,
             push_method,

@@ -3,16 +3,17 @@
 //! ("Delivery and failures"). One thread per destination keeps each series in timestamp order
 //! (a pool of senders could reorder one series) and lets a slow gateway never delay remote-write.
 
-use crate::config::{Config, PushFormat, PushMethod};
+use crate::config::{Config, PushFormat, PushMethod, RemoteWriteProtocol};
 use crate::contract::{self, DecodeError};
 use crate::disk_buffer::DiskBuffer;
 use crate::model::Snapshot;
 use crate::naming::{self, Family, FamilyType, Mapped, Sample};
 use crate::pushgateway;
+use crate::remote_write_v2;
 use crate::reuse::MappingCache;
 use bytes::Bytes;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -29,6 +30,8 @@ enum Target {
 enum Request {
     // Bytes: a retry resends the body without copying it.
     RemoteWrite(Bytes),
+    /// A remote-write 2.0 body (`remote_write_v2`).
+    RemoteWriteV2(Bytes),
     Push(Bytes),
     Delete,
 }
@@ -53,7 +56,7 @@ impl Job {
 
     fn bytes(&self) -> u64 {
         match &self.request {
-            Request::RemoteWrite(b) | Request::Push(b) => b.len() as u64,
+            Request::RemoteWrite(b) | Request::RemoteWriteV2(b) | Request::Push(b) => b.len() as u64,
             Request::Delete => 0,
         }
     }
@@ -62,6 +65,10 @@ impl Job {
 #[derive(Debug)]
 enum Outcome {
     Sent,
+    /// A 2.0 receiver wrote only `written` of the request's samples (its response headers).
+    Partial { written: u64, why: String },
+    /// The receiver takes remote-write 1.0 only: 415, or a 2xx that says nothing of what it wrote.
+    OnlyV1(String),
     Retry { after: Option<Duration>, why: String },
     Reject(String),
 }
@@ -173,6 +180,8 @@ struct Shared {
     /// `exporter_id` of the self-metrics: exporters sharing a job name (the default is the main
     /// class) would otherwise write one series, which a replay after an outage makes out of order.
     instance_id: String,
+    /// Remote-write 1.0 is sent: configured, or the receiver refused 2.0 (set once, never unset).
+    remote_write_v1: AtomicBool,
 }
 
 /// Unique per exporter: a process-random hash of the process, the time and a counter.
@@ -222,7 +231,8 @@ impl Exporter {
             .as_ref()
             .map(|u| pushgateway::group_url(u, &cfg.naming.job, &cfg.grouping));
         let stats = Stats { max_buffered_samples: AtomicU64::new(cfg.max_buffered_samples as u64), ..Stats::default() };
-        let shared = Arc::new(Shared { client, stats, group_url, cfg, last_error: Mutex::new(None), instance_id: new_instance_id() });
+        let remote_write_v1 = AtomicBool::new(cfg.remote_write_protocol == RemoteWriteProtocol::V1);
+        let shared = Arc::new(Shared { client, stats, group_url, cfg, last_error: Mutex::new(None), instance_id: new_instance_id(), remote_write_v1 });
         let mut last_time_ms = i64::MIN;
         let mut lanes = Vec::new();
         for (target, present) in [
@@ -276,6 +286,11 @@ impl Exporter {
 
     pub fn stats(&self) -> &Stats {
         &self.shared.stats
+    }
+
+    /// The remote-write protocol sent now: the configured one, or 1.0 after a fallback.
+    pub fn remote_write_protocol(&self) -> RemoteWriteProtocol {
+        if self.shared.remote_write_v1.load(Relaxed) { RemoteWriteProtocol::V1 } else { RemoteWriteProtocol::V2 }
     }
 
     /// The newest delivery error, e.g. "Pushgateway: HTTP 400: …" or a TLS reason.
@@ -379,10 +394,15 @@ impl Exporter {
         let mut last = lock(&self.last_time_ms);
         let time_ms = time_ms.max(last.saturating_add(1));
         *last = time_ms;
-        let jobs = c
-            .remote_write_bodies(time_ms, self.shared.cfg.max_samples_per_request, stale)
+        let per_request = self.shared.cfg.max_samples_per_request;
+        let (bodies, request): (_, fn(Bytes) -> Request) = if self.shared.remote_write_v1.load(Relaxed) {
+            (c.remote_write_bodies(time_ms, per_request, stale), Request::RemoteWrite)
+        } else {
+            (c.remote_write_v2_bodies(time_ms, per_request, stale), Request::RemoteWriteV2)
+        };
+        let jobs = bodies
             .into_iter()
-            .map(|(body, n)| Job::new(Request::RemoteWrite(Bytes::from(body)), n as u64))
+            .map(|(body, n)| Job::new(request(Bytes::from(body)), n as u64))
             .collect();
         self.enqueue_bounded(lane, jobs, time_ms);
     }
@@ -394,10 +414,20 @@ impl Exporter {
         let mut guard = lock(&lane.state);
         let st = &mut *guard;
         if let Some(disk) = &mut st.disk {
-            let batch: Vec<(i64, u32, &[u8])> = jobs
+            // The disk holds 1.0 bodies (what a later run replays): 2.0 ones are converted.
+            let v1: Vec<Option<Vec<u8>>> = jobs
                 .iter()
                 .map(|j| match &j.request {
-                    Request::RemoteWrite(b) => (time_ms, j.samples as u32, &b[..]),
+                    Request::RemoteWriteV2(b) => remote_write_v2::to_v1(b).ok(),
+                    _ => None,
+                })
+                .collect();
+            let batch: Vec<(i64, u32, &[u8])> = jobs
+                .iter()
+                .zip(&v1)
+                .map(|(j, v1)| match (&j.request, v1) {
+                    (Request::RemoteWriteV2(_), Some(b)) => (time_ms, j.samples as u32, &b[..]),
+                    (Request::RemoteWrite(b), _) => (time_ms, j.samples as u32, &b[..]),
                     _ => (time_ms, 0, &[][..]),
                 })
                 .collect();
@@ -644,14 +674,25 @@ fn worker(lane: &Lane, shared: &Shared) {
                 }
             }
         };
+        let mut job = job;
+        if let (Request::RemoteWriteV2(body), true) = (&job.request, shared.remote_write_v1.load(Relaxed)) {
+            // Queued as 2.0 before the receiver turned out to take only 1.0.
+            job.request = match remote_write_v2::to_v1(body) {
+                Ok(v1) => Request::RemoteWrite(Bytes::from(v1)),
+                Err(e) => Request::RemoteWrite(Bytes::from(format!("internal error: {}", e).into_bytes())),
+            };
+            if let Some(front) = lock(&lane.state).jobs.front_mut() {
+                front.request = job.request.clone();
+            }
+        }
         let started = Instant::now();
-        let outcome = send(shared, lane.target, &job.request);
+        let outcome = send(shared, lane.target, &job.request, job.samples);
         stats.last_latency_us.store(started.elapsed().as_micros() as u64, Relaxed);
         let (ok, failed) = match lane.target {
             Target::RemoteWrite => (&stats.requests_sent, &stats.requests_failed),
             Target::Pushgateway => (&stats.pushes_sent, &stats.pushes_failed),
         };
-        if let Outcome::Retry { why, .. } | Outcome::Reject(why) = &outcome {
+        if let Outcome::Retry { why, .. } | Outcome::Reject(why) | Outcome::Partial { why, .. } = &outcome {
             *lock(&shared.last_error) = Some(format!("{:?}: {}", lane.target, why));
         }
         // Records go to Java (SLF4J): they are logged once the lane is unlocked, so a slow
@@ -660,6 +701,22 @@ fn worker(lane: &Lane, shared: &Shared) {
         let mut st = lock(&lane.state);
         st.busy = false;
         match outcome {
+            Outcome::OnlyV1(why) => {
+                // Not an attempt: the same samples go again at once, as 1.0 (converted above).
+                if !shared.remote_write_v1.swap(true, Relaxed) {
+                    logs.push((log::Level::Warn, format!("RemoteWrite: the receiver takes remote-write 1.0 only ({}); sending 1.0 from now on", why)));
+                }
+            }
+            Outcome::Partial { written, why } => {
+                st.jobs.pop_front();
+                st.ack_disk();
+                ok.fetch_add(1, Relaxed);
+                let lost = job.samples.saturating_sub(written);
+                stats.samples_sent.fetch_add(written.min(job.samples), Relaxed);
+                stats.samples_rejected.fetch_add(lost, Relaxed);
+                stats.last_success_ms.store(now_ms(), Relaxed);
+                logs.push((log::Level::Error, format!("RemoteWrite: partial write, {} of {} samples not written: {}", lost, job.samples, why)));
+            }
             Outcome::Sent => {
                 st.jobs.pop_front();
                 st.ack_disk();
@@ -778,7 +835,16 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-fn send(shared: &Shared, target: Target, request: &Request) -> Outcome {
+/// A 2.0 receiver's `X-Prometheus-Remote-Write-*-Written` headers: samples written, or None when
+/// it sent none of them (a 1.0 receiver that ignored the content type).
+fn written_samples(headers: &reqwest::header::HeaderMap) -> Option<u64> {
+    let get = |h: &str| headers.get(h).and_then(|v| v.to_str().ok()).map(|v| v.trim().parse::<u64>().unwrap_or(0));
+    let samples = get(remote_write_v2::SAMPLES_WRITTEN);
+    let others = get(remote_write_v2::HISTOGRAMS_WRITTEN).or(get(remote_write_v2::EXEMPLARS_WRITTEN));
+    samples.or(others.map(|_| 0))
+}
+
+fn send(shared: &Shared, target: Target, request: &Request, samples: u64) -> Outcome {
     let c = &shared.client;
     let cfg = &shared.cfg;
     let builder = match (target, request) {
@@ -787,6 +853,12 @@ fn send(shared: &Shared, target: Target, request: &Request) -> Outcome {
             .header("Content-Encoding", "snappy")
             .header("Content-Type", "application/x-protobuf")
             .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+            .body(body.clone()),
+        (Target::RemoteWrite, Request::RemoteWriteV2(body)) => c
+            .post(cfg.remote_write_url.as_deref().unwrap_or_default())
+            .header("Content-Encoding", "snappy")
+            .header("Content-Type", remote_write_v2::CONTENT_TYPE)
+            .header("X-Prometheus-Remote-Write-Version", remote_write_v2::VERSION)
             .body(body.clone()),
         (Target::Pushgateway, Request::Push(body)) => {
             let url = shared.group_url.as_deref().unwrap_or_default();
@@ -817,9 +889,22 @@ fn send(shared: &Shared, target: Target, request: &Request) -> Outcome {
         }
     };
     let status = resp.status();
+    let v2 = matches!(request, Request::RemoteWriteV2(_));
     if status.is_success() {
+        if v2 && samples > 0 {
+            return match written_samples(resp.headers()) {
+                None => Outcome::OnlyV1(format!("HTTP {} without {}", status.as_u16(), remote_write_v2::SAMPLES_WRITTEN)),
+                Some(w) if w < samples => Outcome::Partial { written: w, why: format!("HTTP {}, {}: {}", status.as_u16(), remote_write_v2::SAMPLES_WRITTEN, w) },
+                Some(_) => Outcome::Sent,
+            };
+        }
         return Outcome::Sent;
     }
+    if v2 && status.as_u16() == 415 {
+        return Outcome::OnlyV1("HTTP 415".to_string());
+    }
+    // A 2.0 receiver that refuses some series (400) says how many samples it wrote of the rest.
+    let written = if v2 && status.is_client_error() { written_samples(resp.headers()) } else { None };
     let retry_after = resp.headers().get("Retry-After").and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
     if status.is_redirection() {
         // Redirects are not followed: a POST would turn into a GET that loses the body while
@@ -837,6 +922,9 @@ fn send(shared: &Shared, target: Target, request: &Request) -> Outcome {
         body.push('…');
     }
     let why = format!("HTTP {}: {}", status.as_u16(), body.trim());
+    if let Some(w) = written.filter(|w| *w > 0 && status.as_u16() != 429) {
+        return Outcome::Partial { written: w, why };
+    }
     if status.as_u16() == 401 || status.as_u16() == 403 {
         // Retried within --prometheusMaxAttempts: a rotated token or password file fixes it
         // without losing the batch. Logged once per change of state by the worker.

@@ -11,6 +11,7 @@ pub mod model;
 pub mod naming;
 pub mod pushgateway;
 pub mod remote_write;
+pub mod remote_write_v2;
 pub mod reuse;
 
 mod jni;

@@ -49,6 +49,9 @@ pub struct NamingConfig {
     /// metric labels of these names are renamed like reserved ones, or the gateway's copy would
     /// collide.
     pub taken_labels: Vec<String>,
+    /// Beam names and label names exported verbatim (UTF-8), for receivers that accept them
+    /// (Prometheus 3); otherwise sanitized to the legacy character set.
+    pub utf8_names: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -218,6 +221,39 @@ pub fn metric_name(prefix: &str, beam_name: &str, suffix: &str) -> String {
     name
 }
 
+/// A metric name keeping the Beam name verbatim (UTF-8 names): `prefix_` + the name + `suffix`,
+/// cut like `metric_name` (on a char boundary) when too long.
+pub fn metric_name_utf8(prefix: &str, beam_name: &str, suffix: &str) -> String {
+    if beam_name.is_empty() {
+        return metric_name(prefix, beam_name, suffix);
+    }
+    let mut name = String::with_capacity(prefix.len() + beam_name.len() + suffix.len() + 1);
+    if !prefix.is_empty() {
+        name.push_str(prefix);
+        name.push('_');
+    }
+    name.push_str(beam_name);
+    let room = MAX_NAME_LEN - suffix.len().max(MAX_SUFFIX_LEN);
+    if name.len() > room {
+        let h = stable_hash(&name);
+        let mut cut = room - h.len() - 1;
+        while !name.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        name.truncate(cut);
+        name.push('_');
+        name.push_str(&h);
+    }
+    name.push_str(suffix);
+    name
+}
+
+/// A Beam label name kept verbatim (UTF-8 names), but never empty nor starting with `__`
+/// (reserved by Prometheus): those are sanitized as in the legacy scheme.
+pub fn label_name_utf8(raw: &str) -> String {
+    if raw.is_empty() || raw.starts_with("__") { label_name(raw) } else { raw.to_string() }
+}
+
 /// A label name: `[a-zA-Z_][a-zA-Z0-9_]*`, never starting with `__`, never empty.
 pub fn label_name(raw: &str) -> String {
     let mut s = squash(raw);
@@ -304,7 +340,7 @@ impl<'a> Builder<'a> {
         }
         for (k, v) in &key.labels {
             // Beam metric labels (MetricName.getLabels) keep their names unless the mapping uses them.
-            let mut name = label_name(k);
+            let mut name = if cfg.utf8_names { label_name_utf8(k) } else { label_name(k) };
             if RESERVED_LABELS.contains(&name.as_str())
                 || cfg.const_labels.iter().any(|(c, _)| *c == name)
                 || cfg.taken_labels.contains(&name)
@@ -502,7 +538,8 @@ fn parse_le(v: &str) -> f64 {
 pub fn map(snapshot: &Snapshot, cfg: &NamingConfig) -> Mapped {
     // Every suffix fits the room metric_name keeps, so a name is its stem plus the kind's suffix:
     // sanitize each Beam name once.
-    let stems: Vec<String> = snapshot.metrics.iter().map(|m| metric_name(&cfg.prefix, &m.key.name, "")).collect();
+    let name = if cfg.utf8_names { metric_name_utf8 } else { metric_name };
+    let stems: Vec<String> = snapshot.metrics.iter().map(|m| name(&cfg.prefix, &m.key.name, "")).collect();
     // Two Beam names that sanitize alike ("a.b", "a_b") in one namespace and step would be one
     // series. A metric whose name the sanitizer changed carries it in `beam_metric`; one exported
     // verbatim does not. That decides on the metric alone, so a metric appearing later never

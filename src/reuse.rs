@@ -8,6 +8,8 @@ use crate::model::Snapshot;
 use crate::naming::{self, Mapped, NamingConfig};
 use crate::pushgateway;
 use crate::remote_write;
+use crate::remote_write_v2;
+use std::collections::HashMap;
 
 #[derive(Default)]
 pub struct MappingCache {
@@ -22,6 +24,19 @@ pub struct MappingCache {
     encoder: remote_write::Encoder,
     /// The Pushgateway protobuf body's structure, built on first use.
     push_plan: Option<pushgateway::PushPlan>,
+    /// Remote-write 2.0: every request's symbols and series encoded once per mapping.
+    v2_plan: Option<remote_write_v2::Plan>,
+    v2_encoder: remote_write_v2::Encoder,
+    /// When this exporter first sent each series (ms), by a hash of its name and labels: the start
+    /// timestamp of cumulative series in 2.0. Kept across mappings, pruned to the current one.
+    first_seen: HashMap<u64, i64, naming::FxBuild>,
+}
+
+fn series_key(s: &naming::Sample) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (&*s.name, &s.labels).hash(&mut h);
+    h.finish()
 }
 
 impl MappingCache {
@@ -53,6 +68,7 @@ impl MappingCache {
         self.skeleton.clear();
         self.remote_write = None;
         self.push_plan = None;
+        self.v2_plan = None;
     }
 
     /// The Pushgateway protobuf body of the mapping (`pushgateway::render_protobuf`);
@@ -89,6 +105,32 @@ impl MappingCache {
                 let meta: &[u8] = if i == 0 && !stale { metadata } else { &[] };
                 let body = encoder.encode(labels, i * per_request.max(1), chunk.iter().copied(), time_ms, meta, stale);
                 (body, chunk.len())
+            })
+            .collect()
+    }
+
+    /// Like `remote_write_bodies`, in remote-write 2.0 (`remote_write_v2`), metadata on every
+    /// series; cumulative series start when this cache first encoded them.
+    pub fn remote_write_v2_bodies(&mut self, time_ms: i64, per_request: usize, stale: bool) -> Vec<(Vec<u8>, usize)> {
+        let values = self.mapped.values();
+        let MappingCache { mapped, v2_plan, v2_encoder, first_seen, .. } = self;
+        let plan = v2_plan.get_or_insert_with(|| {
+            let keys: Vec<u64> = mapped.families.iter().flat_map(|f| f.samples.iter().map(series_key)).collect();
+            let mut seen: HashMap<u64, i64, naming::FxBuild> = HashMap::with_capacity_and_hasher(keys.len(), Default::default());
+            for k in &keys {
+                seen.insert(*k, first_seen.get(k).copied().unwrap_or(time_ms));
+            }
+            *first_seen = seen;
+            remote_write_v2::Plan::new(mapped, per_request, |i| first_seen[&keys[i]])
+        });
+        let mut at = 0;
+        plan.chunks
+            .iter()
+            .map(|chunk| {
+                let n = chunk.len();
+                let body = v2_encoder.encode(chunk, &values[at..at + n], time_ms, stale);
+                at += n;
+                (body, n)
             })
             .collect()
     }

@@ -296,3 +296,18 @@ fn retry_and_buffer_dir_options() {
     let e = error_of(&pairs(&[("prometheusPushgatewayUrl", PG), ("prometheusJobName", "j"), ("prometheusBufferDir", "/tmp/x")]));
     assert!(e.starts_with("--prometheusBufferDir:") && e.contains("--prometheusRemoteWriteUrl"), "{}", e);
 }
+
+#[test]
+fn remote_write_protocol_and_utf8_names() {
+    use beam_prometheus::config::RemoteWriteProtocol;
+    assert_eq!(Config::from_pairs(&with(&[])).unwrap().remote_write_protocol, RemoteWriteProtocol::V1);
+    assert_eq!(Config::from_pairs(&with(&[("prometheusRemoteWriteProtocol", "2.0")])).unwrap().remote_write_protocol, RemoteWriteProtocol::V2);
+    assert_eq!(Config::from_pairs(&with(&[("prometheusRemoteWriteProtocol", "1.0")])).unwrap().remote_write_protocol, RemoteWriteProtocol::V1);
+    let e = error_of(&with(&[("prometheusRemoteWriteProtocol", "3")]));
+    assert!(e.starts_with("--prometheusRemoteWriteProtocol: '3' is not 1.0 or 2.0"), "{}", e);
+    let e = error_of(&with(&[("prometheusUtf8Names", "yes")]));
+    assert!(e.starts_with("--prometheusUtf8Names:"), "{}", e);
+    assert!(Config::from_pairs(&with(&[("prometheusUtf8Names", "true")])).unwrap().naming.utf8_names);
+    let e = error_of(&with(&[("prometheusUtf8Names", "true"), ("prometheusPushgatewayUrl", "http://localhost:9091")]));
+    assert!(e.starts_with("--prometheusUtf8Names:") && e.contains("Pushgateway"), "{}", e);
+}

@@ -955,3 +955,21 @@ proptest! {
         }
     }
 }
+
+/// UTF-8 names: the Beam name and label names verbatim, no `beam_metric` needed for names that
+/// would sanitize alike; `__` label names and empty ones still sanitized; the length cap kept.
+#[test]
+fn utf8_names_keep_beam_names_verbatim() {
+    let cfg = NamingConfig { utf8_names: true, ..naming_cfg(Selection::Attempted) };
+    let mut m = attempted("ns", "word.length", "s", Value::Counter(1));
+    m.key.labels = vec![("dotted.label".into(), "v".into()), ("__x".into(), "w".into())];
+    let s = snapshot(1, vec![m, attempted("ns", "word_length", "s", Value::Counter(2)), attempted("ns", "日本", "s", Value::Counter(3))]);
+    let mapped = map(&s, &cfg);
+    let names: Vec<&str> = mapped.families.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["beam_word.length_total", "beam_word_length_total", "beam_日本_total"]);
+    let labels: Vec<&str> = mapped.families[0].samples[0].labels.iter().map(|(k, _)| &**k).collect();
+    assert!(labels.contains(&"dotted.label") && labels.contains(&"_x") && !labels.contains(&"beam_metric"), "{:?}", labels);
+    let long = "ü".repeat(300);
+    let n = beam_prometheus::naming::metric_name_utf8("beam", &long, "_total");
+    assert!(n.len() <= beam_prometheus::naming::MAX_NAME_LEN && n.ends_with("_total"), "{}", n);
+}

@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 . tests/servers.sh
 . tests/clusters.sh
 ensure_packages
+ensure_prometheus3
 python3 -c 'import prometheus_client' 2>/dev/null || pip install -q prometheus_client
 
 start_servers

@@ -41,6 +41,21 @@ make_pki() {
   )
 }
 
+# Prometheus 3 is not in Debian: built from the Go module proxy (about 8 min on 2 cores) into a
+# cache directory keyed by its version, so a machine that keeps ~/.cache builds it once.
+PROMETHEUS3_VERSION=v0.316.0   # the Go module version of Prometheus 3.16.0
+ensure_prometheus3() {
+  local dir="${BEAMPROM_CACHE:-$HOME/.cache/beam-prometheus}/prometheus-$PROMETHEUS3_VERSION"
+  PROMETHEUS3="$dir/prometheus"
+  [ -x "$PROMETHEUS3" ] && return 0
+  # Debian's golang-go (1.19) is too old for Prometheus 3; this image ships a current Go in /usr/local/go.
+  [ -x /usr/local/go/bin/go ] && PATH="$PATH:/usr/local/go/bin"
+  command -v go >/dev/null || { echo "Prometheus 3 needs a Go toolchain (1.24 or newer) to build; none found" >&2; return 1; }
+  echo "building Prometheus 3 ($PROMETHEUS3_VERSION) into $dir (once per cache)"
+  mkdir -p "$dir"
+  GOBIN="$dir" go install "github.com/prometheus/prometheus/cmd/prometheus@$PROMETHEUS3_VERSION"
+}
+
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
@@ -74,7 +89,8 @@ start_servers() {
   SERVER_DIR=$(mktemp -d /tmp/beamprom-servers.XXXXXX)
   trap stop_servers EXIT
   local pp gp vp sp sgp pki
-  pp=$(free_port); gp=$(free_port); vp=$(free_port); sp=$(free_port); sgp=$(free_port)
+  local p3p p3v1p
+  pp=$(free_port); gp=$(free_port); vp=$(free_port); sp=$(free_port); sgp=$(free_port); p3p=$(free_port); p3v1p=$(free_port)
   pki="$SERVER_DIR/pki"
   make_pki "$pki"
   cat > "$SERVER_DIR/prometheus.yml" <<YML
@@ -127,6 +143,24 @@ YML
     --web.listen-address="127.0.0.1:$pp" --web.enable-remote-write-receiver --web.enable-admin-api \
     >"$SERVER_DIR/prometheus.log" 2>&1 &
   SERVER_PIDS+=($!)
+  # Prometheus 3 (only after ensure_prometheus3; demo.sh does without): its receiver takes
+  # remote-write 1.0 and 2.0 (the default of --web.remote-write-receiver.accepted-protobuf-messages);
+  # it scrapes the same Pushgateway.
+  if [ -n "${PROMETHEUS3:-}" ]; then
+    "$PROMETHEUS3" --config.file="$SERVER_DIR/prometheus.yml" --storage.tsdb.path="$SERVER_DIR/prom3-data" \
+      --web.listen-address="127.0.0.1:$p3p" --web.enable-remote-write-receiver \
+      >"$SERVER_DIR/prometheus3.log" 2>&1 &
+    SERVER_PIDS+=($!)
+    # One that takes 1.0 only (answers 415 to 2.0), for the fallback test.
+    printf 'global:\n  scrape_interval: 1h\n' > "$SERVER_DIR/prometheus3-v1.yml"
+    "$PROMETHEUS3" --config.file="$SERVER_DIR/prometheus3-v1.yml" --storage.tsdb.path="$SERVER_DIR/prom3-v1-data" \
+      --web.listen-address="127.0.0.1:$p3v1p" --web.enable-remote-write-receiver \
+      --web.remote-write-receiver.accepted-protobuf-messages=prometheus.WriteRequest \
+      >"$SERVER_DIR/prometheus3-v1.log" 2>&1 &
+    SERVER_PIDS+=($!)
+    export BEAMPROM_PROMETHEUS3_URL="http://127.0.0.1:$p3p"
+    export BEAMPROM_PROMETHEUS3_V1_URL="http://127.0.0.1:$p3v1p"
+  fi
   victoria-metrics -httpListenAddr="127.0.0.1:$vp" -storageDataPath="$SERVER_DIR/vm-data" \
     -search.latencyOffset=0s >"$SERVER_DIR/victoria.log" 2>&1 &
   SERVER_PIDS+=($!)
@@ -140,6 +174,8 @@ YML
   wait_ready "$BEAMPROM_PROMETHEUS_URL/-/ready" 60 prometheus
   wait_ready "$BEAMPROM_PUSHGATEWAY_URL/-/ready" 60 pushgateway
   wait_ready "$BEAMPROM_VICTORIA_URL/health" 60 victoria
+  [ -z "${PROMETHEUS3:-}" ] || wait_ready "$BEAMPROM_PROMETHEUS3_URL/-/ready" 60 prometheus3
+  [ -z "${PROMETHEUS3:-}" ] || wait_ready "$BEAMPROM_PROMETHEUS3_V1_URL/-/ready" 60 prometheus3-v1
   local auth=(--cacert "$pki/ca.pem" --cert "$pki/client.pem" --key "$pki/client.key" -u "beam:$(cat "$pki/password")")
   local deadline=$((SECONDS + 60))
   until curl -fsS -o /dev/null "${auth[@]}" "$BEAMPROM_SECURE_PROMETHEUS_URL/-/ready" 2>/dev/null \
@@ -151,5 +187,5 @@ YML
     fi
     sleep 0.2
   done
-  echo "servers: Prometheus $BEAMPROM_PROMETHEUS_URL, Pushgateway $BEAMPROM_PUSHGATEWAY_URL, VictoriaMetrics $BEAMPROM_VICTORIA_URL"
+  echo "servers: Prometheus $BEAMPROM_PROMETHEUS_URL, Prometheus 3 ${BEAMPROM_PROMETHEUS3_URL:-not started}, Pushgateway $BEAMPROM_PUSHGATEWAY_URL, VictoriaMetrics $BEAMPROM_VICTORIA_URL"
 }

@@ -279,6 +279,7 @@ fn python_parses_arbitrary_snapshots() {
             selection: [Selection::Attempted, Selection::Committed, Selection::Both][i % 3],
             set_cap: 1 + i % 4,
             taken_labels: vec![],
+            utf8_names: false,
         };
         let grouping: &[&str] = if i % 2 == 0 { &["job"] } else { &["job", "zone"] };
         let m = map(&s, &cfg);

@@ -43,6 +43,7 @@ pub fn naming_cfg(selection: Selection) -> NamingConfig {
         selection,
         set_cap: 3,
         taken_labels: vec![],
+        utf8_names: false,
     }
 }
 

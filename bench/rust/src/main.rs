@@ -5,6 +5,8 @@
 //! - `check OUT N...`   decodes the Rust, Java and Go bodies and checks they carry the same series;
 //! - `rss OUT N PUSHES RW_URL PG_URL` pushes OUT/snapshot-N.bin PUSHES times to real servers
 //!   through `delivery::Exporter` and prints VmRSS after each push (native memory, no JVM);
+//! - `protocols OUT N...` remote-write 2.0 against 1.0 on the same snapshots: bytes on the wire
+//!   (and before snappy), encode+compress time of a pipeline's first push and of repeat pushes;
 //! - `profile OUT N ITERS WHAT` loops one stage for perf/callgrind.
 //!
 //! Results are printed as tab-separated `result` lines that bench/report.py turns into the table.
@@ -24,7 +26,7 @@ use std::time::{Duration, Instant};
 const CHUNK: usize = 2000;
 
 fn naming_cfg() -> NamingConfig {
-    NamingConfig { prefix: "beam".into(), job: "bench".into(), const_labels: vec![], selection: Selection::Attempted, set_cap: 100, taken_labels: vec![] }
+    NamingConfig { prefix: "beam".into(), job: "bench".into(), const_labels: vec![], selection: Selection::Attempted, set_cap: 100, taken_labels: vec![], utf8_names: false }
 }
 
 fn read_snapshot(out: &Path, n: usize) -> (Vec<u8>, Snapshot) {
@@ -196,6 +198,40 @@ fn encode_mode(out: &Path, sizes: &[usize], samples: usize) {
         });
         report("rust", "exporter_export_bytes", n, &m, &info);
         exporter.close(Duration::from_millis(0));
+    }
+}
+
+/// Remote-write 2.0 against 1.0, as the exporter makes them (`reuse::MappingCache`, requests of
+/// CHUNK series): "first" maps the snapshot and builds each protocol's encoded labels or symbols
+/// (the mapping's share is the same for both), "repeat" encodes with them reused.
+fn protocols_mode(out: &Path, sizes: &[usize], samples: usize) {
+    let cfg = naming_cfg();
+    for &n in sizes {
+        let (_, snap) = read_snapshot(out, n);
+        let k = per_sample(n);
+        let t = snap.time_ms;
+        for proto in ["v1", "v2"] {
+            let bodies = |c: &mut MappingCache| {
+                if proto == "v2" { c.remote_write_v2_bodies(t, CHUNK, false) } else { c.remote_write_bodies(t, CHUNK, false) }
+            };
+            let mut cache = MappingCache::default();
+            cache.set(&snap, &cfg, |_| ());
+            let b = bodies(&mut cache);
+            let wire: usize = b.iter().map(|x| x.0.len()).sum();
+            let raw: usize = b.iter().map(|x| snap::raw::decompress_len(&x.0).unwrap()).sum();
+            let info = format!("series={};requests={};bytes={};raw_bytes={}", cache.mapped().sample_count(), b.len(), wire, raw);
+            eprintln!("rust {} n={}: {}", proto, n, info);
+            let m = measure(samples, 2, k, || {
+                let mut c = MappingCache::default();
+                c.set(black_box(&snap), &cfg, |_| ());
+                black_box(bodies(&mut c));
+            });
+            report("rust", &format!("rw_{}_first", proto), n, &m, &info);
+            let m = measure(samples, 2, k, || {
+                black_box(bodies(&mut cache));
+            });
+            report("rust", &format!("rw_{}_repeat", proto), n, &m, &info);
+        }
     }
 }
 
@@ -421,7 +457,7 @@ fn main() {
     let _ = log::set_logger(&StderrLog);
     log::set_max_level(log::LevelFilter::Warn);
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: beam-prometheus-bench encode|check OUT N... | rss OUT N PUSHES RW_URL PG_URL | profile OUT N ITERS decode|map|encode|repeat|text|all";
+    let usage = "usage: beam-prometheus-bench encode|check|protocols OUT N... | rss OUT N PUSHES RW_URL PG_URL | profile OUT N ITERS decode|map|encode|repeat|text|all";
     if args.len() < 3 {
         eprintln!("{}", usage);
         std::process::exit(2);
@@ -432,6 +468,10 @@ fn main() {
         "encode" => {
             let samples = std::env::var("BENCH_SAMPLES").ok().and_then(|v| v.parse().ok()).unwrap_or(11);
             encode_mode(&out, &nums(3), samples)
+        }
+        "protocols" => {
+            let samples = std::env::var("BENCH_SAMPLES").ok().and_then(|v| v.parse().ok()).unwrap_or(11);
+            protocols_mode(&out, &nums(3), samples)
         }
         "check" => {
             if !check_mode(&out, &nums(3)) {

@@ -237,6 +237,8 @@ public final class NativeExporter {
     add(pairs, "prometheusTimeoutMillis", o.getPrometheusTimeoutMillis());
     add(pairs, "prometheusPushMethod", o.getPrometheusPushMethod());
     add(pairs, "prometheusPushgatewayFormat", o.getPrometheusPushgatewayFormat());
+    add(pairs, "prometheusRemoteWriteProtocol", o.getPrometheusRemoteWriteProtocol());
+    add(pairs, "prometheusUtf8Names", o.getPrometheusUtf8Names());
     add(pairs, "prometheusDeleteOnEnd", o.getPrometheusDeleteOnEnd());
     add(pairs, "prometheusMaxBufferedSamples", o.getPrometheusMaxBufferedSamples());
     add(pairs, "prometheusMaxAttempts", o.getPrometheusMaxAttempts());

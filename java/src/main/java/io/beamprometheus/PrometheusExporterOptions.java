@@ -82,6 +82,23 @@ public interface PrometheusExporterOptions extends MetricsOptions {
 
   void setPrometheusPushMethod(PushMethod value);
 
+  @Description(
+      "Remote-write protocol: 1.0 (default; every receiver takes it) or 2.0"
+          + " (io.prometheus.write.v2.Request: Prometheus 3 and newer receivers). A receiver that"
+          + " refuses 2.0 makes the exporter fall back to 1.0 once.")
+  @Default.String("1.0")
+  String getPrometheusRemoteWriteProtocol();
+
+  void setPrometheusRemoteWriteProtocol(String value);
+
+  @Description(
+      "Export Beam metric and label names verbatim (UTF-8) instead of sanitizing them, for"
+          + " remote-write receivers that accept them (Prometheus 3). Not with the Pushgateway.")
+  @Default.Boolean(false)
+  Boolean getPrometheusUtf8Names();
+
+  void setPrometheusUtf8Names(Boolean value);
+
   /** The body format of Pushgateway pushes. */
   enum PushgatewayFormat {
     PROTOBUF,

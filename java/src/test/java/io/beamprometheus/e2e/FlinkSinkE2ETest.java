@@ -57,10 +57,26 @@ public class FlinkSinkE2ETest {
 
   @Test
   public void everyKindReachesPrometheusThroughRemoteWrite() {
-    String job = "e2e_rw_" + System.nanoTime();
-    PipelineOptions o = options(job, "--prometheusRemoteWriteUrl=" + Servers.remoteWriteUrl());
+    everyKindThroughRemoteWrite(Servers.prometheus(), "e2e_rw_");
+  }
+
+  /** The same assertions against Prometheus 3, in remote-write 1.0 and 2.0. */
+  @Test
+  public void everyKindReachesPrometheus3ThroughRemoteWrite1() {
+    everyKindThroughRemoteWrite(Servers.prometheus3(), "e2e_rw3v1_", "--prometheusRemoteWriteProtocol=1.0");
+  }
+
+  @Test
+  public void everyKindReachesPrometheus3ThroughRemoteWrite2() {
+    everyKindThroughRemoteWrite(Servers.prometheus3(), "e2e_rw3v2_", "--prometheusRemoteWriteProtocol=2.0");
+  }
+
+  static void everyKindThroughRemoteWrite(String prom, String jobPrefix, String... extra) {
+    String job = jobPrefix + System.nanoTime();
+    List<String> args = new ArrayList<>(Arrays.asList(extra));
+    args.add("--prometheusRemoteWriteUrl=" + prom + "/api/v1/write");
+    PipelineOptions o = options(job, args.toArray(new String[0]));
     run(o, 1000);
-    String prom = Servers.prometheus();
     String count = sel(job, COUNT_STEP);
     awaitValue(prom, "beam_elements_total" + count, 1000, 60);
     awaitValue(prom, "beam_element_value_distribution_sum" + count, 500500, 30);
@@ -68,21 +84,21 @@ public class FlinkSinkE2ETest {
     awaitValue(prom, "beam_element_value_distribution_min" + count, 1, 30);
     awaitValue(prom, "beam_element_value_distribution_max" + count, 1000, 30);
     awaitValue(prom, "beam_max_element_gauge" + count, 1000, 30);
-    double setAt = Servers.await("beam_max_element_gauge_timestamp_seconds" + count, r -> r.size() == 1, 30).get(0).value;
+    double setAt = Servers.await(prom, "beam_max_element_gauge_timestamp_seconds" + count, r -> r.size() == 1, 30).get(0).value;
     double now = System.currentTimeMillis() / 1000.0;
     assertTrue("gauge set time " + setAt + " vs now " + now, setAt > now - 600 && setAt <= now + 1);
-    List<Servers.Sample> parity = await("beam_parity_string_set_info" + count, r -> r.size() == 2, 30);
+    List<Servers.Sample> parity = await(prom, "beam_parity_string_set_info" + count, r -> r.size() == 2, 30);
     Set<String> values = new HashSet<>();
     parity.forEach(s -> values.add(s.label("value")));
     assertEquals(new HashSet<>(Arrays.asList("odd", "even")), values);
-    List<Servers.Sample> paths = await("beam_lineage_bounded_trie_info" + count, r -> r.size() == 2, 30);
+    List<Servers.Sample> paths = await(prom, "beam_lineage_bounded_trie_info" + count, r -> r.size() == 2, 30);
     Set<String> trie = new HashSet<>();
     paths.forEach(s -> trie.add(s.label("path") + "|" + s.label("truncated") + "|" + s.value));
     assertEquals(new HashSet<>(Arrays.asList("source/odd|false|1.0", "source/even|false|1.0")), trie);
 
     // Hostile names: every one arrives as its own valid series with the exact count.
     List<Servers.Sample> hostile =
-        await("{job=\"" + job + "\",step=\"" + HOSTILE_STEP + "\"}", r -> r.size() == MetricsPipelines.HOSTILE_NAMES.length, 30);
+        await(prom, "{job=\"" + job + "\",step=\"" + HOSTILE_STEP + "\"}", r -> r.size() == MetricsPipelines.HOSTILE_NAMES.length, 30);
     Set<String> names = new HashSet<>();
     for (Servers.Sample s : hostile) {
       String name = s.label("__name__");
@@ -115,23 +131,31 @@ public class FlinkSinkE2ETest {
 
   @Test
   public void pushgatewayIsScrapedByPrometheus() {
-    String job = "e2e_pg_" + System.nanoTime();
+    pushgatewayScrapedBy(Servers.prometheus(), "e2e_pg_");
+  }
+
+  @Test
+  public void pushgatewayIsScrapedByPrometheus3() {
+    pushgatewayScrapedBy(Servers.prometheus3(), "e2e_pg3_");
+  }
+
+  static void pushgatewayScrapedBy(String prom, String jobPrefix) {
+    String job = jobPrefix + System.nanoTime();
     PipelineOptions o =
         options(job, "--prometheusPushgatewayUrl=" + Servers.pushgateway(), "--prometheusGroupingKey={\"instance\":\"e2e/1\"}");
     run(o, 1000);
     String sel = "{job=\"" + job + "\",instance=\"e2e/1\",namespace=\"" + MetricsPipelines.NS + "\",step=\"" + COUNT_STEP + "\"}";
-    String prom = Servers.prometheus();
     awaitValue(prom, "beam_elements_total" + sel, 1000, 60);
     awaitValue(prom, "beam_element_value_distribution_sum" + sel, 500500, 30);
     awaitValue(prom, "beam_element_value_distribution_count" + sel, 1000, 30);
     awaitValue(prom, "beam_element_value_distribution_min" + sel, 1, 30);
     awaitValue(prom, "beam_element_value_distribution_max" + sel, 1000, 30);
     awaitValue(prom, "beam_max_element_gauge" + sel, 1000, 30);
-    await("beam_max_element_gauge_timestamp_seconds" + sel, r -> r.size() == 1 && r.get(0).value > 0, 30);
-    await("beam_parity_string_set_info" + sel, r -> r.size() == 2, 30);
-    await("beam_lineage_bounded_trie_info" + sel, r -> r.size() == 2, 30);
-    await("{job=\"" + job + "\",step=\"" + HOSTILE_STEP + "\"}", r -> r.size() == MetricsPipelines.HOSTILE_NAMES.length, 30);
-    await("push_time_seconds{job=\"" + job + "\",instance=\"e2e/1\"}", r -> r.size() == 1 && r.get(0).value > 0, 30);
+    await(prom, "beam_max_element_gauge_timestamp_seconds" + sel, r -> r.size() == 1 && r.get(0).value > 0, 30);
+    await(prom, "beam_parity_string_set_info" + sel, r -> r.size() == 2, 30);
+    await(prom, "beam_lineage_bounded_trie_info" + sel, r -> r.size() == 2, 30);
+    await(prom, "{job=\"" + job + "\",step=\"" + HOSTILE_STEP + "\"}", r -> r.size() == MetricsPipelines.HOSTILE_NAMES.length, 30);
+    await(prom, "push_time_seconds{job=\"" + job + "\",instance=\"e2e/1\"}", r -> r.size() == 1 && r.get(0).value > 0, 30);
   }
 
   @Test

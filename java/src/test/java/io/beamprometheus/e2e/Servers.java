@@ -39,6 +39,11 @@ public final class Servers {
     return env("BEAMPROM_PROMETHEUS_URL");
   }
 
+  /** Prometheus 3 (remote-write 1.0 and 2.0 receiver, scraper of the same Pushgateway). */
+  public static String prometheus3() {
+    return env("BEAMPROM_PROMETHEUS3_URL");
+  }
+
   public static String pushgateway() {
     return env("BEAMPROM_PUSHGATEWAY_URL");
   }
