@@ -9,6 +9,7 @@ path = sys.argv[1] if len(sys.argv) > 1 else "bench/out/results.tsv"
 res = {}          # (impl, op, n) -> median ns
 info = {}         # n -> series count
 wire = {}         # (op, n) -> {"bytes": .., "raw_bytes": ..}
+go_v2_bytes = {}  # n -> bytes of Go's 2.0 requests
 alloc = {}        # (impl, n) -> bytes
 rss = defaultdict(list)  # who -> [(push, kib)]
 checks = []
@@ -20,7 +21,9 @@ for line in open(path, encoding="utf-8"):
         for kv in f[8].split(";") if len(f) > 8 else []:
             if kv.startswith("series="):
                 info[n] = int(kv.split("=")[1])
-            if op.startswith("rw_v") and kv.split("=")[0] in ("bytes", "raw_bytes", "requests"):
+            if impl == "go" and op == "rw_v2_from_series" and kv.startswith("bytes="):
+                go_v2_bytes[n] = int(kv.split("=")[1])
+            if impl == "rust" and op.startswith("rw_v") and kv.split("=")[0] in ("bytes", "raw_bytes", "requests"):
                 wire.setdefault((op[:5], n), {})[kv.split("=")[0]] = int(kv.split("=")[1])
     elif f[0] == "alloc":
         alloc[(f[1], int(f[2]))] = float(f[3])
@@ -182,6 +185,20 @@ if wire:
         p(f"| {info.get(n, n):,} | {a['bytes']:,} | {b['bytes']:,} | {ratio(a['bytes'], b['bytes'])} | {a['raw_bytes']:,} | {b['raw_bytes']:,} | "
           f"{ratio(a['raw_bytes'], b['raw_bytes'])} | {ms(f1)} | {ms(f2)} | {ratio(f1, f2)} | {ms(r1)} | {ms(r2)} | {ratio(r1, r2)} |")
     p("")
+    if any(g("go", "rw_v2_from_series", n) for n in sizes):
+        p("2.0 against Prometheus' own Go 2.0 encoder (`writev2.SymbolsTable`, gogo Marshal, golang/snappy) building the same "
+          "series' requests from series it holds with their metadata (median ms; ratio = Go / Rust). Rust's first push also "
+          "maps the Beam snapshot, which the Go side does not do.")
+        p("")
+        p("| series | Go writev2 | Rust 2.0 first push | Go / Rust first | Rust 2.0 repeat push | Go / Rust repeat | bytes Go 2.0 | bytes Rust 2.0 |")
+        p("|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for n in sizes:
+            gv, f2, r2 = g("go", "rw_v2_from_series", n), g("rust", "rw_v2_first", n), g("rust", "rw_v2_repeat", n)
+            gb = go_v2_bytes.get(n)
+            rb = wire.get(("rw_v2", n), {}).get("bytes")
+            p(f"| {info.get(n, n):,} | {ms(gv)} | {ms(f2)} | {ratio(gv, f2)} | {ms(r2)} | {ratio(gv, r2)} | "
+              f"{'' if gb is None else format(gb, ',')} | {'' if rb is None else format(rb, ',')} |")
+        p("")
 p("### Targets")
 p("")
 p("| target | measured (over the sizes) | met |")

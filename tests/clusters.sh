@@ -19,6 +19,8 @@ stop_clusters() {
   # Executors the Spark worker started are its children; catch any it left behind.
   [ -n "${CLUSTER_DIR:-}" ] && pkill -f "$CLUSTER_DIR" 2>/dev/null || true
   [ -n "${CLUSTER_DIR:-}" ] && rm -rf "$CLUSTER_DIR"
+  # What later steps run (an embedded Flink, a local Spark) must not read the clusters' settings.
+  unset FLINK_CONF_DIR SPARK_HOME SPARK_CONF_DIR SPARK_LOCAL_DIRS SPARK_SCALA_VERSION BEAMPROM_FLINK_MASTER BEAMPROM_SPARK_MASTER
   return 0
 }
 

@@ -9,6 +9,8 @@
 //   - encode_from_mapped: building the prompb WriteRequests (2000 series each, metadata in the
 //     first) from that list, Marshal and snappy.Encode — what the Rust core does from its mapping;
 //   - encode_prebuilt: Marshal and snappy.Encode of already built WriteRequests;
+//   - rw_v2_from_series: remote-write 2.0 requests as Prometheus' sender builds them (symbols
+//     table, label references, per-series metadata, Marshal, snappy) from the same series;
 // and writes its own bodies to OUT/enc/go-N-I.bin for the equivalence check.
 package main
 
@@ -21,7 +23,9 @@ import (
 	"time"
 
 	"github.com/golang/snappy"
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
+	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 )
 
 const chunk = 2000
@@ -93,6 +97,95 @@ func encode(reqs []*prompb.WriteRequest) [][]byte {
 	return out
 }
 
+// A series as Prometheus' 2.0 sender holds it: labels, its family's type and help, the sample.
+type seriesV2 struct {
+	labels    labels.Labels
+	typ       writev2.Metadata_MetricType
+	help      string
+	value     float64
+	timestamp int64
+	start     int64
+}
+
+var v2Types = map[prompb.MetricMetadata_MetricType]writev2.Metadata_MetricType{
+	prompb.MetricMetadata_COUNTER:   writev2.Metadata_METRIC_TYPE_COUNTER,
+	prompb.MetricMetadata_GAUGE:     writev2.Metadata_METRIC_TYPE_GAUGE,
+	prompb.MetricMetadata_SUMMARY:   writev2.Metadata_METRIC_TYPE_SUMMARY,
+	prompb.MetricMetadata_HISTOGRAM: writev2.Metadata_METRIC_TYPE_HISTOGRAM,
+	prompb.MetricMetadata_INFO:      writev2.Metadata_METRIC_TYPE_INFO,
+}
+
+// The series with their family's metadata (a series' family is the longest metadata name its
+// name starts with: beam_x_distribution_sum belongs to beam_x_distribution), and a start time
+// on cumulative series, as the Rust core sends them. Built outside the timed part: a sender
+// holds its series this way already.
+func seriesForV2(all []series, meta []prompb.MetricMetadata) []seriesV2 {
+	byName := map[string]prompb.MetricMetadata{}
+	for _, m := range meta {
+		byName[m.MetricFamilyName] = m
+	}
+	out := make([]seriesV2, 0, len(all))
+	for _, s := range all {
+		b := labels.NewScratchBuilder(len(s.labels))
+		name := ""
+		for _, l := range s.labels {
+			b.Add(l.Name, l.Value)
+			if l.Name == "__name__" {
+				name = l.Value
+			}
+		}
+		b.Sort()
+		var m prompb.MetricMetadata
+		for k := len(name); k > 0; k-- {
+			if x, ok := byName[name[:k]]; ok {
+				m = x
+				break
+			}
+		}
+		t := v2Types[m.Type]
+		var start int64
+		if t == writev2.Metadata_METRIC_TYPE_COUNTER || t == writev2.Metadata_METRIC_TYPE_SUMMARY || t == writev2.Metadata_METRIC_TYPE_HISTOGRAM {
+			start = s.timestamp
+		}
+		out = append(out, seriesV2{labels: b.Labels(), typ: t, help: m.Help, value: s.value, timestamp: s.timestamp, start: start})
+	}
+	return out
+}
+
+// Remote-write 2.0 requests of `chunk` series, as Prometheus' own sender builds them: a symbols
+// table per request (writev2.SymbolsTable), label references, per-series metadata, Marshal and
+// snappy.Encode.
+func encodeV2(all []seriesV2) [][]byte {
+	var out [][]byte
+	st := writev2.NewSymbolTable()
+	var buf []uint32
+	for from := 0; from < len(all); from += chunk {
+		to := from + chunk
+		if to > len(all) {
+			to = len(all)
+		}
+		st.Reset()
+		req := &writev2.Request{Timeseries: make([]writev2.TimeSeries, 0, to-from)}
+		for _, s := range all[from:to] {
+			buf = st.SymbolizeLabels(s.labels, buf)
+			refs := make([]uint32, len(buf))
+			copy(refs, buf)
+			req.Timeseries = append(req.Timeseries, writev2.TimeSeries{
+				LabelsRefs: refs,
+				Samples:    []writev2.Sample{{Value: s.value, Timestamp: s.timestamp, StartTimestamp: s.start}},
+				Metadata:   writev2.Metadata{Type: s.typ, HelpRef: st.Symbolize(s.help)},
+			})
+		}
+		req.Symbols = st.Symbols()
+		raw, err := req.Marshal()
+		if err != nil {
+			panic(err)
+		}
+		out = append(out, snappy.Encode(nil, raw))
+	}
+	return out
+}
+
 var sink int
 
 func measure(samples, warmup, perSample int, f func()) (median, p25, p75 float64) {
@@ -147,5 +240,13 @@ func main() {
 		reqs := requests(all, meta)
 		m, lo, hi = measure(samples, 2, per, func() { sink += len(encode(reqs)) })
 		fmt.Printf("result\tgo\tencode_prebuilt\t%d\t%.0f\t%.0f\t%.0f\t%d\t%s\n", n, m, lo, hi, samples, info)
+		v2 := seriesForV2(all, meta)
+		v2size := 0
+		for _, b := range encodeV2(v2) {
+			v2size += len(b)
+		}
+		v2info := fmt.Sprintf("series=%d;bytes=%d", len(v2), v2size)
+		m, lo, hi = measure(samples, 2, per, func() { sink += len(encodeV2(v2)) })
+		fmt.Printf("result\tgo\trw_v2_from_series\t%d\t%.0f\t%.0f\t%.0f\t%d\t%s\n", n, m, lo, hi, samples, v2info)
 	}
 }
