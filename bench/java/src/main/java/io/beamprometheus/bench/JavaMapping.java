@@ -261,9 +261,13 @@ public final class JavaMapping {
     }
   }
 
+  /**
+   * As src/naming.rs decides it: a metric whose name the sanitizer changed carries it in
+   * beam_metric, whatever other metrics exist (so series identity depends on the metric alone).
+   */
   private boolean clash(Map<Group, List<String>> groups, int kind, MetricKey k) {
     String name = k.metricName().getName();
-    return groups.get(new Group(kind, metricName(name, ""), k.metricName().getNamespace(), step(k))).size() > 1;
+    return !metricName(name, "").equals((prefix.isEmpty() ? "" : prefix + "_") + name);
   }
 
   private static String step(MetricKey k) {
