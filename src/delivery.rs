@@ -926,7 +926,7 @@ fn send(shared: &Shared, target: Target, request: &Request, samples: u64) -> Out
         return Outcome::Partial { written: w, why };
     }
     if status.as_u16() == 401 || status.as_u16() == 403 {
-        // Retried within --prometheusMaxAttempts: a rotated token or password file fixes it
+        // Retried within the retry budget: a rotated token or password file fixes it
         // without losing the batch. Logged once per change of state by the worker.
         return Outcome::Retry {
             after: None,

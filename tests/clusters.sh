@@ -10,17 +10,26 @@
 
 CLUSTER_PIDS=()
 stop_clusters() {
+  local pid deadline
   for pid in "${CLUSTER_PIDS[@]:-}"; do
     [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
   done
+  # Bounded: a JVM that ignores SIGTERM for 30 s is killed.
+  deadline=$((SECONDS + 30))
   for pid in "${CLUSTER_PIDS[@]:-}"; do
-    [ -n "$pid" ] && wait "$pid" 2>/dev/null || true
+    [ -n "$pid" ] || continue
+    while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.2; done
+    kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
   done
-  # Executors the Spark worker started are its children; catch any it left behind.
+  CLUSTER_PIDS=()
+  # Executors the Spark worker started are its children; catch any it left behind (the pattern is
+  # this run's own mktemp directory).
   [ -n "${CLUSTER_DIR:-}" ] && pkill -f "$CLUSTER_DIR" 2>/dev/null || true
   [ -n "${CLUSTER_DIR:-}" ] && rm -rf "$CLUSTER_DIR"
   # What later steps run (an embedded Flink, a local Spark) must not read the clusters' settings.
-  unset FLINK_CONF_DIR SPARK_HOME SPARK_CONF_DIR SPARK_LOCAL_DIRS SPARK_SCALA_VERSION BEAMPROM_FLINK_MASTER BEAMPROM_SPARK_MASTER
+  unset FLINK_CONF_DIR SPARK_HOME SPARK_CONF_DIR SPARK_LOCAL_DIRS SPARK_SCALA_VERSION SPARK_LOCAL_IP \
+    BEAMPROM_FLINK_MASTER BEAMPROM_SPARK_MASTER
   return 0
 }
 
@@ -115,7 +124,7 @@ YML
   export BEAMPROM_FLINK_LOGS="$d"
   # Ready when the REST API lists one TaskManager.
   local deadline=$((SECONDS + 120))
-  until curl -fsS "http://127.0.0.1:$rest/taskmanagers" 2>/dev/null | grep -q '"id"'; do
+  until curl -fsS --max-time 5 "http://127.0.0.1:$rest/taskmanagers" 2>/dev/null | grep -q '"id"'; do
     if [ $SECONDS -ge $deadline ]; then
       echo "the Flink cluster did not come up within 120 s:" >&2
       tail -n 40 "$d/jobmanager.log" "$d/taskmanager.log" >&2

@@ -53,13 +53,30 @@ final class FlinkBeamMetrics {
     long max = Long.MIN_VALUE;
     long gauge;
     long gaugeMillis = -1;
+
+    Value copy() {
+      Value v = new Value();
+      v.counter = counter;
+      v.sum = sum;
+      v.count = count;
+      v.min = min;
+      v.max = max;
+      v.gauge = gauge;
+      v.gaugeMillis = gaugeMillis;
+      return v;
+    }
   }
 
   private static final String BEAM_GAUGE = "FlinkMetricContainerBase$FlinkGauge";
   private static final String BEAM_DISTRIBUTION = "FlinkMetricContainerBase$FlinkDistributionGauge";
   private static final Map<Class<?>, Method[]> DISTRIBUTION_GETTERS = new ConcurrentHashMap<>();
 
-  /** Live metrics by identity, and the last values of those removed since the last snapshot. */
+  /**
+   * Live metrics by identity, and the final values of the subtasks' metrics already removed:
+   * those stay in the step's total for as long as this job lives, so a counter never goes back
+   * when one subtask finishes before the others (and a restarted subtask's new counts add to its
+   * earlier attempt's, as Beam's attempted values do).
+   */
   private final Map<Metric, Entry> live = new LinkedHashMap<>();
   private final Map<String, Value> retired = new LinkedHashMap<>();
 
@@ -90,7 +107,7 @@ final class FlinkBeamMetrics {
     live.put(e.metric, e);
   }
 
-  /** Keeps the removed metric's last value for the next snapshot (a task that just finished). */
+  /** Keeps the removed metric's last value in its step's total (a subtask that finished). */
   void remove(Metric metric) {
     Entry e = live.remove(metric);
     if (e != null) {
@@ -98,23 +115,19 @@ final class FlinkBeamMetrics {
     }
   }
 
-  boolean isEmpty() {
-    return live.isEmpty() && retired.isEmpty();
-  }
-
   boolean hasLive() {
     return !live.isEmpty();
   }
 
-  /** Current values summed over subtasks (retired ones included once), as a contract snapshot. */
+  /** Current values summed over subtasks, finished ones included, as a contract snapshot. */
   byte[] snapshot(long nowMillis) {
-    Map<String, Value> values = new LinkedHashMap<>(retired);
-    Map<String, Entry> keys = new LinkedHashMap<>();
+    Map<String, Value> values = new LinkedHashMap<>();
+    for (Map.Entry<String, Value> r : retired.entrySet()) {
+      values.put(r.getKey(), r.getValue().copy());
+    }
     for (Entry e : live.values()) {
-      keys.putIfAbsent(e.key(), e);
       read(e, values.computeIfAbsent(e.key(), k -> new Value()));
     }
-    retired.clear();
     List<String> order = new ArrayList<>(values.keySet());
     ContractWriter w = new ContractWriter();
     w.u32(order.size());

@@ -26,10 +26,11 @@ import org.slf4j.LoggerFactory;
  * </pre>
  *
  * Every {@code prometheus*} key is an exporter option of the same name (map options flattened:
- * {@code prometheusLabels.env: prod}). Each Flink job gets its own exporter: {@code job} is the
- * Flink job name (Beam's {@code --jobName}), the TaskManager is the label
- * {@code flink_taskmanager} and, for the Pushgateway, the grouping key {@code instance}. When a
- * job's tasks end, their last values are exported once more and its exporter is released.
+ * {@code prometheusLabels.env: prod}). Each Flink job name gets its own exporter: {@code job} is
+ * the Flink job name (Beam's {@code --jobName}; with {@code prometheusJobName} configured, the
+ * label {@code flink_job}), the TaskManager is the label {@code flink_taskmanager} and, for the
+ * Pushgateway, the grouping key {@code instance}. When a job's tasks have all ended, its final
+ * values are exported and its exporter is released.
  */
 public class FlinkMetricsReporter implements MetricReporter, Scheduled {
   private static final Logger LOG = LoggerFactory.getLogger(FlinkMetricsReporter.class);
@@ -41,6 +42,7 @@ public class FlinkMetricsReporter implements MetricReporter, Scheduled {
     final String taskManager;
     final FlinkBeamMetrics metrics = new FlinkBeamMetrics();
     long handle;
+    boolean warned;
 
     Job(String name, String taskManager) {
       this.name = name;
@@ -48,18 +50,27 @@ public class FlinkMetricsReporter implements MetricReporter, Scheduled {
     }
   }
 
+  /** Options that only the Java side reads; the native exporter refuses names it does not know. */
+  private static final java.util.Set<String> JAVA_ONLY =
+      new java.util.HashSet<>(java.util.Arrays.asList(
+          "prometheusNativeLibraryPath", "prometheusOnNativeLoadFailure", "prometheusIdleCloseSeconds"));
+
+  /**
+   * By Flink job name (Beam's --jobName): jobs running under one name are one exporter's series,
+   * so their metrics are one snapshot (two snapshots to one exporter would flip a Pushgateway
+   * group between them).
+   */
   private final Map<String, Job> jobs = new HashMap<>();
   private final List<String[]> options = new ArrayList<>();
   private String libraryPath;
   private char delimiter = '.';
-  private boolean warned;
 
   @Override
   public void open(MetricConfig config) {
     for (String k : config.stringPropertyNames()) {
       if (k.equals("prometheusNativeLibraryPath")) {
         libraryPath = config.getProperty(k);
-      } else if (k.startsWith("prometheus")) {
+      } else if (k.startsWith("prometheus") && !JAVA_ONLY.contains(k)) {
         options.add(new String[] {k, config.getProperty(k)});
       }
     }
@@ -71,57 +82,68 @@ public class FlinkMetricsReporter implements MetricReporter, Scheduled {
     LOG.info("beam-prometheus Flink reporter: exporting Beam metrics of this process's jobs");
   }
 
+  private static String jobName(Map<String, String> vars) {
+    String name = vars.get("<job_name>");
+    return name != null ? name : vars.get("<job_id>");
+  }
+
   @Override
   public synchronized void notifyOfAddedMetric(Metric metric, String metricName, MetricGroup group) {
     Map<String, String> vars = group.getAllVariables();
-    String jobId = vars.get("<job_id>");
+    String name = jobName(vars);
     FlinkBeamMetrics.Entry e =
-        jobId == null ? null : FlinkBeamMetrics.classify(metric, metricName, vars.get("<operator_name>"), delimiter);
+        name == null ? null : FlinkBeamMetrics.classify(metric, metricName, vars.get("<operator_name>"), delimiter);
     if (e != null) {
-      jobs.computeIfAbsent(jobId, id -> new Job(vars.getOrDefault("<job_name>", id), vars.getOrDefault("<tm_id>", "")))
-          .metrics
-          .add(e);
+      jobs.computeIfAbsent(name, n -> new Job(n, vars.getOrDefault("<tm_id>", ""))).metrics.add(e);
     }
   }
 
   @Override
   public synchronized void notifyOfRemovedMetric(Metric metric, String metricName, MetricGroup group) {
-    Job job = jobs.get(group.getAllVariables().get("<job_id>"));
+    Job job = jobs.get(jobName(group.getAllVariables()));
     if (job != null) {
       job.metrics.remove(metric);
     }
   }
 
+  /**
+   * Snapshots are taken under the lock; exporting (a disk buffer may fsync) and releasing the
+   * exporter of a job that has ended happen outside it, on this reporter thread: a job's end is
+   * rare, and its final delivery is bounded by RELEASE_MILLIS.
+   */
   @Override
   public void report() {
-    List<Long> finished = new ArrayList<>();
+    List<Job> toExport = new ArrayList<>();
+    List<byte[]> snapshots = new ArrayList<>();
+    List<Job> ended = new ArrayList<>();
     synchronized (this) {
       for (Map.Entry<String, Job> it : new ArrayList<>(jobs.entrySet())) {
         Job job = it.getValue();
-        try {
-          if (!job.metrics.isEmpty()) {
-            if (job.handle == 0) {
-              job.handle = NativeExporter.acquire(ContractWriter.pairs(jobOptions(job)), libraryPath);
-            }
-            NativeExporter.export(job.handle, job.metrics.snapshot(System.currentTimeMillis()));
-          }
-        } catch (RuntimeException | LinkageError ex) {
-          // A reporter must never fail the TaskManager; say it once, keep trying.
-          if (!warned) {
-            warned = true;
-            LOG.warn("beam-prometheus Flink reporter cannot export job '{}': {}", job.name, ex.toString());
-          }
-        }
+        toExport.add(job);
+        snapshots.add(job.metrics.snapshot(System.currentTimeMillis()));
         if (!job.metrics.hasLive()) {
           jobs.remove(it.getKey());
-          if (job.handle != 0) {
-            finished.add(job.handle);
-          }
+          ended.add(job);
         }
       }
     }
-    for (long handle : finished) {
-      release(handle);
+    for (int i = 0; i < toExport.size(); i++) {
+      Job job = toExport.get(i);
+      try {
+        if (job.handle == 0) {
+          job.handle = NativeExporter.acquire(ContractWriter.pairs(jobOptions(job)), libraryPath);
+        }
+        NativeExporter.export(job.handle, snapshots.get(i));
+      } catch (RuntimeException | LinkageError ex) {
+        // A reporter must never fail the TaskManager; say it once per job, keep trying.
+        if (!job.warned) {
+          job.warned = true;
+          LOG.warn("beam-prometheus Flink reporter cannot export job '{}': {}", job.name, ex.toString());
+        }
+      }
+    }
+    for (Job job : ended) {
+      release(job);
     }
   }
 
@@ -129,42 +151,52 @@ public class FlinkMetricsReporter implements MetricReporter, Scheduled {
   private List<String[]> jobOptions(Job job) {
     List<String[]> o = new ArrayList<>();
     boolean hasJob = false;
-    boolean hasKey = false;
+    boolean hasInstance = false;
     for (String[] p : options) {
       hasJob |= p[0].equals("prometheusJobName");
-      hasKey |= p[0].startsWith("prometheusGroupingKey.");
+      hasInstance |= p[0].equals("prometheusGroupingKey.instance");
       // A disk buffer is locked by one exporter: each job gets a directory of its own in it.
       o.add(p[0].equals("prometheusBufferDir")
           ? new String[] {p[0], p[1] + java.io.File.separator + job.name.replaceAll("[^A-Za-z0-9._-]", "_")}
           : p);
     }
-    if (!hasJob) {
+    if (hasJob) {
+      // One configured job name for every Flink job: the Flink job name keeps them apart.
+      o.add(new String[] {"prometheusLabels.flink_job", job.name});
+    } else {
       o.add(new String[] {"prometheusJobName", job.name});
     }
     o.add(new String[] {"prometheusLabels.flink_taskmanager", job.taskManager});
-    if (!hasKey) {
+    if (!hasInstance) {
+      // TaskManagers must not replace each other's Pushgateway group.
       o.add(new String[] {"prometheusGroupingKey.instance", job.taskManager});
     }
     return o;
   }
 
-  /** Final delivery off Flink's reporter thread, which must not block (Scheduled's contract). */
-  private static void release(long handle) {
-    Thread t = new Thread(() -> NativeExporter.release(handle, RELEASE_MILLIS), "beam-prometheus-release");
-    t.setDaemon(true);
-    t.start();
+
+  private static void release(Job job) {
+    if (job.handle != 0) {
+      try {
+        NativeExporter.release(job.handle, RELEASE_MILLIS);
+      } catch (RuntimeException ex) {
+        LOG.warn("beam-prometheus Flink reporter: closing job '{}' failed: {}", job.name, ex.toString());
+      }
+      job.handle = 0;
+    }
   }
 
+  /** A last report, then every job's exporter released (final delivery, at most RELEASE_MILLIS each). */
   @Override
   public void close() {
     report();
+    List<Job> left;
     synchronized (this) {
-      for (Job job : jobs.values()) {
-        if (job.handle != 0) {
-          NativeExporter.release(job.handle, RELEASE_MILLIS);
-        }
-      }
+      left = new ArrayList<>(jobs.values());
       jobs.clear();
+    }
+    for (Job job : left) {
+      release(job);
     }
   }
 }

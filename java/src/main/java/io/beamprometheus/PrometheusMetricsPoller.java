@@ -23,7 +23,9 @@ import org.slf4j.LoggerFactory;
  *
  * When {@code --metricsSink} is {@link PrometheusMetricsSink} and the runner runs MetricsPusher
  * (Flink attached, Spark), the sink already exports: the poller then does nothing, so nothing is
- * sent twice. A detached Flink submission runs no MetricsPusher, so there the poller exports.
+ * sent twice, except once more at the end of a Spark streaming pipeline (whose MetricsPusher can
+ * miss the last batches). A detached Flink submission runs no MetricsPusher, so there the poller
+ * exports.
  */
 public final class PrometheusMetricsPoller implements AutoCloseable {
   private static final Logger LOG = LoggerFactory.getLogger(PrometheusMetricsPoller.class);

@@ -89,8 +89,18 @@ public class FlinkBeamMetricsTest {
     assertArrayEquals(SnapshotEncoder.encode(expected, 5000), m.snapshot(5000));
   }
 
+  static byte[] counterSnapshot(long value, long time) {
+    return SnapshotEncoder.encode(
+        MetricQueryResults.create(
+            Collections.singletonList(MetricResult.attempted(key("lines"), value)),
+            Collections.emptyList(), Collections.emptyList(), Collections.emptyList(),
+            Collections.emptyList(), Collections.emptyList()),
+        time);
+  }
+
+  /** A subtask that finishes first keeps its count in the step's total: the counter never goes back. */
   @Test
-  public void removedMetricsAreExportedOnceMore() throws Exception {
+  public void finishedSubtasksStayInTheTotal() throws Exception {
     FlinkBeamMetrics m = new FlinkBeamMetrics();
     SimpleCounter a = counter(3);
     SimpleCounter b = counter(4);
@@ -99,23 +109,12 @@ public class FlinkBeamMetricsTest {
     b.inc(1);
     m.remove(b);
     assertTrue(m.hasLive());
-    MetricQueryResults both =
-        MetricQueryResults.create(
-            Collections.singletonList(MetricResult.attempted(key("lines"), 8L)),
-            Collections.emptyList(), Collections.emptyList(), Collections.emptyList(),
-            Collections.emptyList(), Collections.emptyList());
-    assertArrayEquals("the removed subtask's last value counts once", SnapshotEncoder.encode(both, 1), m.snapshot(1));
-    MetricQueryResults live =
-        MetricQueryResults.create(
-            Collections.singletonList(MetricResult.attempted(key("lines"), 3L)),
-            Collections.emptyList(), Collections.emptyList(), Collections.emptyList(),
-            Collections.emptyList(), Collections.emptyList());
-    assertArrayEquals("then only the live one", SnapshotEncoder.encode(live, 2), m.snapshot(2));
+    assertArrayEquals("the finished subtask's last value counts", counterSnapshot(8, 1), m.snapshot(1));
+    assertArrayEquals("and keeps counting on the next push", counterSnapshot(8, 2), m.snapshot(2));
+    a.inc(2);
     m.remove(a);
     assertFalse(m.hasLive());
-    assertFalse(m.isEmpty());
-    m.snapshot(3);
-    assertTrue(m.isEmpty());
+    assertArrayEquals("the job's final value: both subtasks' last values", counterSnapshot(10, 3), m.snapshot(3));
   }
 
   @Test
