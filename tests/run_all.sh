@@ -98,7 +98,7 @@ ls -d java/build/test-results/matrix* >/dev/null 2>&1 || { echo "the version mat
 for suite in flinkClusterTest sparkClusterTest; do
   ls java/build/test-results/$suite/*.xml >/dev/null 2>&1 || { echo "the $suite suite did not run"; failed=$((failed + 1)); }
 done
-grep -h '^\[freshness\]' java/build/test-results/*ClusterTest/*.xml 2>/dev/null || true
+grep -ho '\[freshness\].*' java/build/test-results/*ClusterTest/*.xml 2>/dev/null || true
 python3 -c 'import sys,xml.etree.ElementTree as E; r=E.parse(sys.argv[1]).getroot(); print("fault suite OutageE2ETest: %s tests in %s s" % (r.get("tests"), r.get("time")))' \
   java/build/test-results/e2eTest/TEST-io.beamprometheus.e2e.OutageE2ETest.xml 2>/dev/null || true
 echo "rust: $rust_passed passed, $rust_failed failed; java: $java_passed passed, $java_failed failed, $java_skipped skipped; promtool: $promtool_passed passed, $promtool_failed failed; examples: $ex_passed passed, $ex_failed failed; aarch64 (qemu): $arm_passed passed, $arm_failed failed"
