@@ -159,16 +159,10 @@ pub fn metadata_bytes(metadata: &[MetricMetadata]) -> Vec<u8> {
 
 /// Writes snappy-compressed `WriteRequest`s straight from `SeriesLabels`, with its buffers and
 /// snappy state reused from request to request: the same bytes prost writes for `series()`.
+#[derive(Default)]
 pub struct Encoder {
     raw: Vec<u8>,
-    compressed: Vec<u8>,
-    snappy: snap::raw::Encoder,
-}
-
-impl Default for Encoder {
-    fn default() -> Self {
-        Encoder { raw: Vec::new(), compressed: Vec::new(), snappy: snap::raw::Encoder::new() }
-    }
+    snappy: Snappy,
 }
 
 impl Encoder {
@@ -209,13 +203,28 @@ impl Encoder {
             }
         }
         raw.extend_from_slice(metadata);
+        self.snappy.compress(raw)
+    }
+}
+
+/// Snappy block compression with its output buffer and encoder state reused from request to
+/// request; shared by the 1.0 and 2.0 encoders.
+#[derive(Default)]
+pub struct Snappy {
+    compressed: Vec<u8>,
+    encoder: Option<snap::raw::Encoder>,
+}
+
+impl Snappy {
+    pub fn compress(&mut self, raw: &[u8]) -> Vec<u8> {
         let need = snap::raw::max_compress_len(raw.len());
         if self.compressed.len() < need {
             // Fresh zeroed memory (calloc): untouched pages cost nothing, unlike resize's memset.
             self.compressed = vec![0; need];
         }
+        let encoder = self.encoder.get_or_insert_with(snap::raw::Encoder::new);
         // Only fails for inputs over 4 GiB; requests are capped far below by --prometheusMaxSamplesPerRequest.
-        let n = self.snappy.compress(raw, &mut self.compressed).unwrap_or(0);
+        let n = encoder.compress(raw, &mut self.compressed).unwrap_or(0);
         self.compressed[..n].to_vec()
     }
 }

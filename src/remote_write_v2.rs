@@ -157,16 +157,10 @@ fn encode_symbols(table: &[&str]) -> Vec<u8> {
 }
 
 /// Writes snappy-compressed 2.0 requests from a `Chunk`, buffers and snappy state reused.
+#[derive(Default)]
 pub struct Encoder {
     raw: Vec<u8>,
-    compressed: Vec<u8>,
-    snappy: snap::raw::Encoder,
-}
-
-impl Default for Encoder {
-    fn default() -> Self {
-        Encoder { raw: Vec::new(), compressed: Vec::new(), snappy: snap::raw::Encoder::new() }
-    }
+    snappy: crate::remote_write::Snappy,
 }
 
 impl Encoder {
@@ -205,12 +199,7 @@ impl Encoder {
             raw.extend_from_slice(&chunk.bytes[labels_end..meta_end]);
             labels_start = meta_end;
         }
-        let need = snap::raw::max_compress_len(raw.len());
-        if self.compressed.len() < need {
-            self.compressed = vec![0; need];
-        }
-        let n = self.snappy.compress(raw, &mut self.compressed).unwrap_or(0);
-        self.compressed[..n].to_vec()
+        self.snappy.compress(raw)
     }
 }
 
