@@ -574,7 +574,16 @@ impl Exporter {
             lane.cv.notify_all();
         }
         // The worker empties its queue at the deadline too: that is not a delivery.
-        self.flush(timeout) && !self.lanes.iter().any(|l| lock(&l.state).abandoned)
+        let delivered = self.flush(timeout) && !self.lanes.iter().any(|l| lock(&l.state).abandoned);
+        // The buffer directory (its lock) is free when close returns, even while a worker still
+        // finishes a request it started before the deadline: the next exporter of these options
+        // may open it at once. A request that then succeeds stays on disk unacknowledged and is
+        // sent again by that exporter (at least once, as after a crash).
+        for lane in &self.lanes {
+            let disk = lock(&lane.state).disk.take();
+            drop(disk);
+        }
+        delivered
     }
 }
 

@@ -7,11 +7,11 @@ use crate::delivery::{stats_names, Exporter};
 use ::jni::objects::{GlobalRef, JByteArray, JClass, JValue};
 use ::jni::sys::{jboolean, jint, jlong, jlongArray, jstring, JNI_FALSE, JNI_TRUE};
 use ::jni::{JNIEnv, JavaVM};
-use once_cell::sync::{Lazy, OnceCell};
+use once_cell::sync::Lazy;
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 enum Error {
@@ -71,10 +71,13 @@ fn entry<'local, T>(env: &mut JNIEnv<'local>, default: T, f: impl FnOnce(&mut JN
 #[no_mangle]
 pub extern "system" fn Java_io_beamprometheus_NativeExporter_init(mut env: JNIEnv, class: JClass, level: jint) {
     entry(&mut env, (), |env| {
+        // Every class loader that loads the library calls init: the newest one's class gets the
+        // records, and the previous one's global reference is dropped, so a finished job's class
+        // loader is not pinned by the library (at most the newest one is).
         let logger = JavaLogger { vm: env.get_java_vm()?, class: env.new_global_ref(class)? };
-        if LOGGER.set(logger).is_ok() {
-            let _ = log::set_logger(LOGGER.get().expect("set just above"));
-        }
+        let previous = LOGGER.write().unwrap_or_else(|p| p.into_inner()).replace(logger);
+        drop(previous);
+        let _ = log::set_logger(&FORWARD);
         log::set_max_level(match level {
             i32::MIN..=0 => log::LevelFilter::Off,
             1 => log::LevelFilter::Error,
@@ -169,17 +172,36 @@ struct JavaLogger {
     class: GlobalRef,
 }
 
-static LOGGER: OnceCell<JavaLogger> = OnceCell::new();
+/// The class of the newest class loader that called init (see there); None before the first.
+static LOGGER: RwLock<Option<JavaLogger>> = RwLock::new(None);
 
-impl log::Log for JavaLogger {
+/// The `log` crate's logger is set once per process; it forwards to whoever `LOGGER` holds.
+struct Forward;
+static FORWARD: Forward = Forward;
+
+impl log::Log for Forward {
     fn enabled(&self, metadata: &log::Metadata) -> bool {
+        JavaLogger::wanted(metadata)
+    }
+
+    fn log(&self, record: &log::Record) {
+        if let Some(l) = LOGGER.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            l.log(record);
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+impl JavaLogger {
+    fn wanted(metadata: &log::Metadata) -> bool {
         // Other crates' (reqwest, rustls, hyper) chatter only from warnings up.
         metadata.level() <= log::max_level()
             && (metadata.target().starts_with("beam_prometheus") || metadata.level() <= log::Level::Warn)
     }
 
     fn log(&self, record: &log::Record) {
-        if !self.enabled(record.metadata()) {
+        if !Self::wanted(record.metadata()) {
             return;
         }
         let _ = catch_unwind(AssertUnwindSafe(|| {
@@ -203,6 +225,4 @@ impl log::Log for JavaLogger {
             });
         }));
     }
-
-    fn flush(&self) {}
 }

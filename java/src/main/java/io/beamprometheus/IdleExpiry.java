@@ -15,16 +15,25 @@ final class IdleExpiry {
           r -> {
             Thread t = new Thread(r, "beam-prometheus-idle");
             t.setDaemon(true);
+            t.setContextClassLoader(null); // not pinning the class loader of whoever started it
             return t;
           });
 
   static {
     TIMER.setRemoveOnCancelPolicy(true);
-    TIMER.setKeepAliveTime(5, TimeUnit.SECONDS);
+    TIMER.setKeepAliveTime(1, TimeUnit.SECONDS);
     TIMER.allowCoreThreadTimeOut(true);
   }
 
   private IdleExpiry() {}
+
+  /** Runs a release (final delivery, up to its budget) on a short-lived daemon thread of its own. */
+  static void release(Runnable release) {
+    Thread t = new Thread(release, "beam-prometheus-release");
+    t.setDaemon(true);
+    t.setContextClassLoader(null); // a thread must not pin the job's class loader while it runs
+    t.start();
+  }
 
   /** Runs {@code check} every {@code periodMillis} until the returned future is cancelled. */
   static ScheduledFuture<?> watch(Runnable check, long periodMillis) {

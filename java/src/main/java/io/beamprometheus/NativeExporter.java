@@ -20,7 +20,9 @@ public final class NativeExporter {
   public static final long SHUTDOWN_FLUSH_MILLIS = 10_000;
 
   /** One native exporter per distinct options, with how many sinks and pollers use it. */
-  private static final Map<ByteBuffer, long[]> HANDLES = new LinkedHashMap<>();
+  private static final Map<ByteBuffer, Entry> HANDLES = new LinkedHashMap<>();
+  /** Registered while this class loader has exporters, so a finished job's loader is not pinned. */
+  private static Thread shutdownHook;
   private static boolean loaded;
   private static NativeLibraryLoader.NativeLoadException loadFailure;
   private static boolean disabledLogged;
@@ -91,8 +93,6 @@ public final class NativeExporter {
     int level =
         LOG.isTraceEnabled() ? 5 : LOG.isDebugEnabled() ? 4 : LOG.isInfoEnabled() ? 3 : LOG.isWarnEnabled() ? 2 : 1;
     init(level);
-    Runtime.getRuntime()
-        .addShutdownHook(new Thread(() -> closeAll(SHUTDOWN_FLUSH_MILLIS), "beam-prometheus-shutdown"));
     loaded = true;
   }
 
@@ -127,56 +127,136 @@ public final class NativeExporter {
    * The shared native exporter for these options, counted as one more user; throws
    * IllegalArgumentException naming a bad option.
    */
-  static synchronized long acquire(PrometheusExporterOptions options) {
+  static long acquire(PrometheusExporterOptions options) {
     return acquire(encodeOptions(options), options.getPrometheusNativeLibraryPath());
+  }
+
+  /** A native exporter shared by the users of equal options. */
+  private static final class Entry {
+    final long handle;
+    int users;
+    /** Set when the last user left: counted down once the exporter has closed. */
+    java.util.concurrent.CountDownLatch closing;
+
+    Entry(long handle) {
+      this.handle = handle;
+    }
   }
 
   /**
    * The same for options already encoded as (name, value) pairs: the Flink reporter's, which
    * come from Flink's configuration and must not need Beam's classes.
+   *
+   * <p>When the exporter of equal options is still closing (its last user left; final delivery,
+   * group deletion, disk-buffer lock), this waits for that close, outside the class lock and at
+   * most its budget, before creating the next one: two exporters of one identity never overlap,
+   * so the old DELETE cannot land after the new PUT and the buffer directory is free.
    */
-  static synchronized long acquire(byte[] encoded, String libraryPath) {
+  static long acquire(byte[] encoded, String libraryPath) {
     load(libraryPath);
     ByteBuffer key = ByteBuffer.wrap(encoded);
-    long[] entry = HANDLES.get(key);
-    if (entry == null) {
-      entry = new long[] {create(encoded), 0};
-      HANDLES.put(key, entry);
+    long deadline = System.currentTimeMillis() + SHUTDOWN_FLUSH_MILLIS + 2_000;
+    while (true) {
+      java.util.concurrent.CountDownLatch closing;
+      synchronized (NativeExporter.class) {
+        Entry entry = HANDLES.get(key);
+        if (entry != null && entry.closing != null && System.currentTimeMillis() >= deadline) {
+          LOG.warn("an exporter of equal options is still closing after {} ms; starting a new one", SHUTDOWN_FLUSH_MILLIS + 2_000);
+          HANDLES.remove(key);
+          entry = null;
+        }
+        if (entry == null) {
+          entry = new Entry(create(encoded));
+          HANDLES.put(key, entry);
+          hookIfNeeded();
+        }
+        if (entry.closing == null) {
+          entry.users++;
+          return entry.handle;
+        }
+        closing = entry.closing;
+      }
+      try {
+        closing.await(Math.max(1, deadline - System.currentTimeMillis()), java.util.concurrent.TimeUnit.MILLISECONDS);
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        throw new IllegalStateException("interrupted while the previous exporter of these options closed", e);
+      }
     }
-    entry[1]++;
-    return entry[0];
   }
 
   /**
    * One user less; the last one closes the exporter (final delivery, at most timeoutMillis). The
    * wait happens outside the class lock, so other pipelines' acquire and the shutdown hook never
-   * queue behind a slow receiver.
+   * queue behind a slow receiver; the entry stays (as closing) until the close has ended.
    */
   static boolean release(long handle, long timeoutMillis) {
-    boolean last = false;
+    ByteBuffer key = null;
+    Entry last = null;
     synchronized (NativeExporter.class) {
-      java.util.Iterator<long[]> it = HANDLES.values().iterator();
-      while (it.hasNext()) {
-        long[] e = it.next();
-        if (e[0] == handle && --e[1] <= 0) {
-          it.remove();
-          last = true;
+      for (Map.Entry<ByteBuffer, Entry> e : HANDLES.entrySet()) {
+        Entry entry = e.getValue();
+        if (entry.handle == handle && entry.closing == null && --entry.users <= 0) {
+          entry.closing = new java.util.concurrent.CountDownLatch(1);
+          key = e.getKey();
+          last = entry;
         }
       }
     }
-    return last ? close(handle, timeoutMillis) : flush(handle, timeoutMillis);
+    if (last == null) {
+      return flush(handle, timeoutMillis);
+    }
+    try {
+      return close(handle, timeoutMillis);
+    } finally {
+      synchronized (NativeExporter.class) {
+        HANDLES.remove(key, last);
+        unhookIfUnused();
+      }
+      last.closing.countDown();
+    }
+  }
+
+  /** Under the class lock: the JVM-exit hook, registered with the first exporter. */
+  private static void hookIfNeeded() {
+    if (shutdownHook == null) {
+      Thread hook = new Thread(() -> closeAll(SHUTDOWN_FLUSH_MILLIS), "beam-prometheus-shutdown");
+      try {
+        Runtime.getRuntime().addShutdownHook(hook);
+        shutdownHook = hook;
+      } catch (IllegalStateException shuttingDown) {
+        // the JVM is exiting: nothing to register
+      }
+    }
+  }
+
+  /** Under the class lock: removes the hook once no exporter is left, unpinning this class loader. */
+  private static void unhookIfUnused() {
+    if (shutdownHook != null && HANDLES.isEmpty()) {
+      try {
+        Runtime.getRuntime().removeShutdownHook(shutdownHook);
+      } catch (IllegalStateException shuttingDown) {
+        // called from the hook itself, or during exit
+      }
+      shutdownHook = null;
+    }
   }
 
   /** How many users hold exporters whose job name is {@code job} (tests). */
   static synchronized int users(String job) {
     int n = 0;
-    for (Map.Entry<ByteBuffer, long[]> e : HANDLES.entrySet()) {
+    for (Map.Entry<ByteBuffer, Entry> e : HANDLES.entrySet()) {
       String opts = new String(e.getKey().array(), java.nio.charset.StandardCharsets.ISO_8859_1);
       if (opts.contains("prometheusJobName") && opts.contains(job)) {
-        n += (int) e.getValue()[1];
+        n += e.getValue().users;
       }
     }
     return n;
+  }
+
+  /** Whether this class loader has registered its JVM-exit hook (tests). */
+  static synchronized boolean hooked() {
+    return shutdownHook != null;
   }
 
   /**
@@ -188,10 +268,13 @@ public final class NativeExporter {
     long deadline = System.currentTimeMillis() + timeoutMillis;
     List<Long> handles = new ArrayList<>();
     synchronized (NativeExporter.class) {
-      for (long[] e : HANDLES.values()) {
-        handles.add(e[0]);
+      for (Entry e : HANDLES.values()) {
+        if (e.closing == null) {
+          handles.add(e.handle); // one closing already is its releaser's to finish
+        }
       }
       HANDLES.clear();
+      unhookIfUnused();
     }
     java.util.concurrent.atomic.AtomicBoolean all = new java.util.concurrent.atomic.AtomicBoolean(true);
     List<Thread> closing = new ArrayList<>();

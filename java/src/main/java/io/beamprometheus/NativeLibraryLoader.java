@@ -121,7 +121,7 @@ final class NativeLibraryLoader {
           break;
         }
         try {
-          System.load(file.toString());
+          loadInThisClassLoader(file, dirs);
           removeOtherVersions(file);
           return file;
         } catch (UnsatisfiedLinkError e) {
@@ -157,12 +157,74 @@ final class NativeLibraryLoader {
   static void loadPath(String path) {
     Path p = Paths.get(path).toAbsolutePath();
     try {
-      System.load(p.toString());
+      loadInThisClassLoader(p, candidateDirs());
     } catch (UnsatisfiedLinkError e) {
       String glibc = glibcNeeded(e.getMessage());
       String why = glibc != null ? glibcMessage(currentPlatform(), glibc, e.getMessage()) : "beam-prometheus could not load the native library " + p + " given by --prometheusNativeLibraryPath / -D" + NativeExporter.LIBRARY_PATH_PROPERTY + ": " + e.getMessage();
       throw new NativeLoadException(why, e);
     }
+  }
+
+  /**
+   * {@code System.load}, also when another class loader of this JVM loaded the same file before
+   * (Flink gives every job a class loader of its own): the JVM refuses a file name that another
+   * class loader holds, so this one loads a hard link of the file under a fresh name, in the
+   * file's folder or a private one of {@code dirs}, and removes the link at once. The dynamic
+   * linker knows the file by device and inode and hands back the library already mapped: one copy
+   * in memory, one set of exporters, no file left behind. Only where no hard link can be made (the
+   * file on another file system than every writable folder) is it copied, and then loaded as a
+   * second copy.
+   */
+  static void loadInThisClassLoader(Path file, List<Path> dirs) {
+    try {
+      System.load(file.toString());
+      return;
+    } catch (UnsatisfiedLinkError e) {
+      if (e.getMessage() == null || !e.getMessage().contains("already loaded in another classloader")) {
+        throw e;
+      }
+    }
+    List<Path> folders = new ArrayList<>();
+    folders.add(file.getParent());
+    for (Path base : dirs) {
+      try {
+        folders.add(privateDir(base));
+      } catch (IOException | RuntimeException e) {
+        // not usable: the next one
+      }
+    }
+    List<String> attempts = new ArrayList<>();
+    for (boolean copy : new boolean[] {false, true}) {
+      for (Path folder : folders) {
+        if (copy && folder.equals(file.getParent())) {
+          continue; // a copy goes to a private folder only
+        }
+        Path alias = folder.resolve(file.getFileName() + "." + Long.toHexString(System.nanoTime()) + ".loader.tmp");
+        try {
+          if (copy) {
+            Files.copy(file, alias);
+          } else {
+            Files.createLink(alias, file);
+          }
+        } catch (IOException | RuntimeException e) {
+          attempts.add(alias + ": " + e);
+          continue;
+        }
+        try {
+          System.load(alias.toString());
+          return;
+        } finally {
+          try {
+            Files.deleteIfExists(alias); // the mapping stays; the name is not needed any more
+          } catch (IOException ignored) {
+            // best effort
+          }
+        }
+      }
+    }
+    throw new UnsatisfiedLinkError(
+        "Native Library " + file + " is loaded by another class loader of this JVM, and no second"
+            + " name for it could be made: " + String.join("; ", attempts));
   }
 
   private static byte[] readResource(Platform platform) {

@@ -78,8 +78,10 @@ public class PrometheusMetricsSink implements MetricsSink, AutoCloseable {
       handle = 0;
       watch.cancel(false);
     }
-    // Outside the lock: a write meanwhile takes a fresh share instead of waiting for delivery.
-    NativeExporter.release(h, NativeExporter.SHUTDOWN_FLUSH_MILLIS);
+    // Outside the lock, on a thread of its own: a write meanwhile takes a fresh share (acquire
+    // waits for this close if it was the last share), and other sinks' checks do not queue behind
+    // a final delivery of up to SHUTDOWN_FLUSH_MILLIS.
+    IdleExpiry.release(() -> NativeExporter.release(h, NativeExporter.SHUTDOWN_FLUSH_MILLIS));
   }
 
   @Override
