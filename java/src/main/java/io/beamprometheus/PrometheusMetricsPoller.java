@@ -139,23 +139,23 @@ public final class PrometheusMetricsPoller implements AutoCloseable {
    * values a moment later), so there an empty result is asked again for a bounded time.
    */
   private void exportFinal() {
-    synchronized (lock) {
-      if (handle == 0 || finished) {
-        return;
-      }
-      MetricQueryResults r = query();
-      long deadline = System.currentTimeMillis() + FINAL_METRICS_WAIT_MILLIS;
-      while (RunnerModes.finalMetricsMayLag(result) && isEmpty(r) && System.currentTimeMillis() < deadline) {
-        try {
-          Thread.sleep(200);
-        } catch (InterruptedException e) {
-          Thread.currentThread().interrupt();
-          break;
-        }
-        r = query();
-      }
-      NativeExporter.export(handle, SnapshotEncoder.encode(r, System.currentTimeMillis()));
+    // Called once, after finish() marked the poller finished: no poll exports any more, so the
+    // bounded wait below holds no lock.
+    if (handle == 0) {
+      return;
     }
+    MetricQueryResults r = query();
+    long deadline = System.currentTimeMillis() + FINAL_METRICS_WAIT_MILLIS;
+    while (RunnerModes.finalMetricsMayLag(result) && isEmpty(r) && System.currentTimeMillis() < deadline) {
+      try {
+        Thread.sleep(200);
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        break;
+      }
+      r = query();
+    }
+    NativeExporter.export(handle, SnapshotEncoder.encode(r, System.currentTimeMillis()));
   }
 
   private static boolean isEmpty(MetricQueryResults r) {
@@ -172,17 +172,11 @@ public final class PrometheusMetricsPoller implements AutoCloseable {
   public void finish() {
     RuntimeException failure = null;
     synchronized (lock) {
+      // Taken after any poll's export in progress, which the final export must follow.
       if (finished) {
         failure = ALREADY;
-      } else {
-        try {
-          exportFinal();
-        } catch (RuntimeException e) {
-          failure = e;
-        } finally {
-          finished = true;
-        }
       }
+      finished = true;
     }
     if (failure == ALREADY) {
       awaitRelease();
@@ -190,6 +184,11 @@ public final class PrometheusMetricsPoller implements AutoCloseable {
     }
     if (scheduler != null) {
       scheduler.shutdown();
+    }
+    try {
+      exportFinal();
+    } catch (RuntimeException e) {
+      failure = e;
     }
     if (failure != null) {
       LOG.warn("the final export of the pipeline's metrics failed; the poller stops", failure);
