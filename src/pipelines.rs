@@ -14,7 +14,7 @@
 use crate::contract::{self, DecodeError};
 use crate::model::{Histogram, Kind, Metric, MetricKey, Snapshot, TriePath, Value};
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Snapshots kept, one per pipeline: each may be as large as a pipeline's metrics, so the bound
 /// is far above the pipelines one JVM runs at once, and far below what would hold gigabytes.
@@ -29,8 +29,9 @@ pub struct Pipelines {
     /// The only pipeline that wrote so far, with its latest buffer; None once a second wrote.
     sole: Option<(i64, Vec<u8>)>,
     /// Once two or more wrote: each one's latest snapshot and when it was last written (a counter
-    /// of writes, for folding the least recently written).
-    each: HashMap<i64, (u64, Snapshot)>,
+    /// of writes, for folding the least recently written). Ordered, so that snapshots of equal
+    /// time combine in the same order on every push.
+    each: BTreeMap<i64, (u64, Snapshot)>,
     /// Folded pipelines' last values, combined; part of every union.
     finished: Option<Snapshot>,
     merged: bool,
@@ -54,27 +55,25 @@ impl Pipelines {
         map: impl FnOnce(&[u8]) -> Result<T, DecodeError>,
     ) -> Result<T, DecodeError> {
         self.writes += 1;
-        if !self.merged {
-            match &self.sole {
-                Some((id, _)) if *id != pipeline => self.start_merging(),
-                _ => {
-                    let out = map(&buf)?;
-                    // An owned buffer (the JNI path) is kept without a copy, a borrowed one in
-                    // the previous one's memory.
-                    match buf {
-                        Cow::Owned(v) => self.sole = Some((pipeline, v)),
-                        Cow::Borrowed(b) => {
-                            let (id, held) = self.sole.get_or_insert_with(Default::default);
-                            *id = pipeline;
-                            held.clear();
-                            held.extend_from_slice(b);
-                        }
-                    }
-                    return Ok(out);
+        if !self.merged && self.sole.as_ref().map_or(true, |(id, _)| *id == pipeline) {
+            let out = map(&buf)?;
+            // An owned buffer (the JNI path) is kept without a copy, a borrowed one in the
+            // previous one's memory.
+            match buf {
+                Cow::Owned(v) => self.sole = Some((pipeline, v)),
+                Cow::Borrowed(b) => {
+                    let (id, held) = self.sole.get_or_insert_with(Default::default);
+                    *id = pipeline;
+                    held.clear();
+                    held.extend_from_slice(b);
                 }
             }
+            return Ok(out);
         }
         let snapshot = contract::decode(&buf)?;
+        if !self.merged {
+            self.start_merging();
+        }
         if !self.each.contains_key(&pipeline) && self.each.len() >= MAX_PIPELINES {
             self.fold_least_recent();
         }

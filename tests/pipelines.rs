@@ -177,6 +177,15 @@ fn a_malformed_buffer_changes_nothing() {
 }
 
 #[test]
+fn a_malformed_buffer_of_a_second_pipeline_keeps_the_first_ones_pass_through() {
+    let mut p = Pipelines::default();
+    write(&mut p, 1, &counters(1000, &[("a", 1)]));
+    assert!(p.write(2, Cow::Owned(b"BPM1 torn".to_vec()), contract::decode).is_err());
+    let buf = contract::encode(&counters(2000, &[("a", 2)]));
+    assert!(p.write(1, Cow::Borrowed(&buf), |b| Ok(b.as_ptr() == buf.as_ptr())).unwrap());
+}
+
+#[test]
 fn past_the_bound_the_least_recently_written_pipelines_are_folded_and_still_counted() {
     let mut p = Pipelines::default();
     let n = MAX_PIPELINES as i64 + 3;
