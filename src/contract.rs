@@ -279,7 +279,8 @@ fn value(r: &mut Reader<'_>, kind: u8, strings: &[String]) -> Result<Value, Deco
 }
 
 /// Encodes a snapshot exactly as the Java side does (strings interned in first-use order).
-/// The exporter itself never needs this; tests, vectors and benchmarks do.
+/// The exporter encodes the union of several pipelines' snapshots with it (pipelines.rs); tests,
+/// vectors and benchmarks use it too.
 pub fn encode(s: &Snapshot) -> Vec<u8> {
     #[derive(Default)]
     struct Interner {

@@ -8,10 +8,12 @@ use crate::contract::{self, DecodeError};
 use crate::disk_buffer::DiskBuffer;
 use crate::model::Snapshot;
 use crate::naming::{self, Family, FamilyType, Mapped, Sample};
+use crate::pipelines::{self, Pipelines};
 use crate::pushgateway;
 use crate::remote_write_v2;
 use crate::reuse::MappingCache;
 use bytes::Bytes;
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -88,6 +90,10 @@ pub struct Stats {
     pub series_deduplicated: AtomicU64,
     /// Snapshots mapped afresh: the first, and each whose structure changed (reuse.rs).
     pub mappings: AtomicU64,
+    /// Pipelines whose latest values were folded into the finished total (pipelines.rs).
+    pub pipelines_folded: AtomicU64,
+    /// Histograms left out of a union of pipelines for other bucket bounds (pipelines.rs).
+    pub histograms_unmerged: AtomicU64,
     pub queued_samples: AtomicU64,
     /// Bytes of the queued remote-write requests (compressed bodies): the buffer's memory.
     pub queued_bytes: AtomicU64,
@@ -102,7 +108,7 @@ pub fn stats_names() -> &'static [&'static str] {
     &[
         "samples_sent", "samples_retried", "samples_rejected", "samples_dropped", "requests_sent",
         "requests_failed", "pushes_sent", "pushes_failed", "entries_capped", "series_deduplicated",
-        "mappings",
+        "mappings", "pipelines_folded", "histograms_unmerged",
         "queued_samples", "queued_bytes", "last_success_ms", "last_latency_us", "max_buffered_samples",
     ]
 }
@@ -121,6 +127,8 @@ impl Stats {
             self.entries_capped.load(Relaxed) as i64,
             self.series_deduplicated.load(Relaxed) as i64,
             self.mappings.load(Relaxed) as i64,
+            self.pipelines_folded.load(Relaxed) as i64,
+            self.histograms_unmerged.load(Relaxed) as i64,
             self.queued_samples.load(Relaxed) as i64,
             self.queued_bytes.load(Relaxed) as i64,
             self.last_success_ms.load(Relaxed),
@@ -201,6 +209,9 @@ pub struct Exporter {
     /// The newest snapshot's mapping, reused by the next one; also the series that get
     /// staleness markers at close.
     cache: Mutex<MappingCache>,
+    /// The pipelines that wrote to this exporter: what `cache` maps is their union. Locked
+    /// after `cache`.
+    pipelines: Mutex<Pipelines>,
     /// Timestamp of the newest remote-written snapshot: each is stamped strictly later, since
     /// runners may push twice within a millisecond and a receiver answers 400 "duplicate sample
     /// for timestamp" when a value differs.
@@ -274,6 +285,7 @@ impl Exporter {
             shared,
             lanes,
             cache: Mutex::new(MappingCache::default()),
+            pipelines: Mutex::new(Pipelines::default()),
             last_time_ms: Mutex::new(last_time_ms),
             closed: std::sync::RwLock::new(false),
             left_out: Mutex::new((0, 0)),
@@ -298,8 +310,15 @@ impl Exporter {
         lock(&self.shared.last_error).clone()
     }
 
-    /// Decodes a buffer from the Java side and queues it; returns once queued.
+    /// Decodes a buffer from the Java side and queues it; returns once queued. For callers with
+    /// one pipeline (tests, benchmarks); see `export_from`.
     pub fn export_bytes(&self, buf: &[u8]) -> Result<(), DecodeError> {
+        self.export_from(pipelines::UNNAMED, Cow::Borrowed(buf))
+    }
+
+    /// Queues a buffer that `pipeline` (Beam's `PipelineOptions.getOptionsId()`) wrote: with the
+    /// latest of every other pipeline that wrote to this exporter (pipelines.rs).
+    pub fn export_from(&self, pipeline: i64, buf: Cow<'_, [u8]>) -> Result<(), DecodeError> {
         let closed = self.closed.read().unwrap_or_else(|p| p.into_inner());
         if *closed {
             drop(closed);
@@ -312,7 +331,11 @@ impl Exporter {
                 self.add_self_metrics(m)
             }
         };
-        let (time_ms, reused) = cache.update(buf, &self.shared.cfg.naming, extend)?;
+        let mut pipelines = lock(&self.pipelines);
+        let (time_ms, reused) = pipelines.write(pipeline, buf, |b| cache.update(b, &self.shared.cfg.naming, extend))?;
+        self.shared.stats.pipelines_folded.store(pipelines.folded(), Relaxed);
+        self.shared.stats.histograms_unmerged.store(pipelines.histograms_unmerged(), Relaxed);
+        drop(pipelines);
         if !reused {
             self.shared.stats.mappings.fetch_add(1, Relaxed);
         }

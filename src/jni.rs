@@ -104,7 +104,7 @@ pub extern "system" fn Java_io_beamprometheus_NativeExporter_create(mut env: JNI
 }
 
 #[no_mangle]
-pub extern "system" fn Java_io_beamprometheus_NativeExporter_export(mut env: JNIEnv, _class: JClass, handle: jlong, snapshot: JByteArray) {
+pub extern "system" fn Java_io_beamprometheus_NativeExporter_export(mut env: JNIEnv, _class: JClass, handle: jlong, pipeline: jlong, snapshot: JByteArray) {
     entry(&mut env, (), |env| {
         let exporter = match exporter(handle) {
             Err(Error::State(_)) if was_closed(handle) => {
@@ -114,7 +114,7 @@ pub extern "system" fn Java_io_beamprometheus_NativeExporter_export(mut env: JNI
             e => e?,
         };
         let bytes = env.convert_byte_array(&snapshot)?;
-        exporter.export_bytes(&bytes).map_err(|e| Error::Argument(e.to_string()))
+        exporter.export_from(pipeline, bytes.into()).map_err(|e| Error::Argument(e.to_string()))
     })
 }
 

@@ -9,6 +9,7 @@ pub mod disk_buffer;
 pub mod http;
 pub mod model;
 pub mod naming;
+pub mod pipelines;
 pub mod pushgateway;
 pub mod remote_write;
 pub mod remote_write_v2;

@@ -36,6 +36,11 @@ public class FlinkMetricsReporter implements MetricReporter, Scheduled {
   private static final Logger LOG = LoggerFactory.getLogger(FlinkMetricsReporter.class);
   /** How long releasing a finished job's exporter may wait for its last delivery. */
   static final long RELEASE_MILLIS = 10_000;
+  /**
+   * The pipeline id of every export: a job's exporter is its own (its options name the job), and
+   * its snapshot already sums the job's subtasks. Beam's options ids count from 0.
+   */
+  static final long PIPELINE = -1;
 
   private static final class Job {
     final String name;
@@ -133,7 +138,7 @@ public class FlinkMetricsReporter implements MetricReporter, Scheduled {
         if (job.handle == 0) {
           job.handle = NativeExporter.acquire(ContractWriter.pairs(jobOptions(job)), libraryPath);
         }
-        NativeExporter.export(job.handle, snapshots.get(i));
+        NativeExporter.export(job.handle, PIPELINE, snapshots.get(i));
       } catch (RuntimeException | LinkageError ex) {
         // A reporter must never fail the TaskManager; say it once per job, keep trying.
         if (!job.warned) {

@@ -35,7 +35,17 @@ public final class NativeExporter {
 
   static native long create(byte[] options);
 
-  static native void export(long handle, byte[] snapshot);
+  /**
+   * Hands one snapshot of {@code pipeline} (its {@code PipelineOptions.getOptionsId()}) to the
+   * exporter, which pushes the latest snapshot of every pipeline that wrote to it, combined: an
+   * exporter is one job, shared by pipelines with equal options.
+   */
+  static native void export(long handle, long pipeline, byte[] snapshot);
+
+  /** For callers with one pipeline (tests, the benchmarks' JniProbe). */
+  static void export(long handle, byte[] snapshot) {
+    export(handle, -1, snapshot);
+  }
 
   static native boolean flush(long handle, long timeoutMillis);
 

@@ -31,6 +31,8 @@ public final class PrometheusMetricsPoller implements AutoCloseable {
   private static final Logger LOG = LoggerFactory.getLogger(PrometheusMetricsPoller.class);
   private final PipelineResult result;
   private final long handle;
+  /** The pipeline's id ({@code PipelineOptions.getOptionsId()}), as its sink would send. */
+  private final long pipeline;
   private final ScheduledExecutorService scheduler;
   private final Object lock = new Object();
   /** How long the final export waits for a runner's final metrics to reach the result. */
@@ -47,6 +49,7 @@ public final class PrometheusMetricsPoller implements AutoCloseable {
   private PrometheusMetricsPoller(
       PipelineResult result, PrometheusExporterOptions options, boolean active, boolean finalOnly) {
     this.result = result;
+    this.pipeline = options.getOptionsId();
     this.handle = active || finalOnly ? NativeExporter.acquireOrDisabled(options) : NativeExporter.DISABLED;
     if (!active || handle == NativeExporter.DISABLED) {
       this.scheduler = null;
@@ -125,7 +128,7 @@ public final class PrometheusMetricsPoller implements AutoCloseable {
       if (handle == 0 || finished) {
         return;
       }
-      NativeExporter.export(handle, SnapshotEncoder.encode(query(), System.currentTimeMillis()));
+      NativeExporter.export(handle, pipeline, SnapshotEncoder.encode(query(), System.currentTimeMillis()));
     }
   }
 
@@ -155,7 +158,7 @@ public final class PrometheusMetricsPoller implements AutoCloseable {
       }
       r = query();
     }
-    NativeExporter.export(handle, SnapshotEncoder.encode(r, System.currentTimeMillis()));
+    NativeExporter.export(handle, pipeline, SnapshotEncoder.encode(r, System.currentTimeMillis()));
   }
 
   private static boolean isEmpty(MetricQueryResults r) {

@@ -18,6 +18,8 @@ import org.apache.beam.sdk.metrics.MetricsSink;
  */
 public class PrometheusMetricsSink implements MetricsSink, AutoCloseable {
   private final PrometheusExporterOptions options;
+  /** The pipeline's id: MetricsPusher passes the pipeline's own options (a view of them). */
+  private final long pipeline;
   private final long idleMillis;
   private long handle;
   /** The native library could not be loaded and --prometheusOnNativeLoadFailure=DISABLE. */
@@ -35,6 +37,7 @@ public class PrometheusMetricsSink implements MetricsSink, AutoCloseable {
   public PrometheusMetricsSink(MetricsOptions options) {
     BeamApi.requireSupported();
     this.options = options.as(PrometheusExporterOptions.class);
+    this.pipeline = options.getOptionsId();
     this.idleMillis = idleMillis(this.options);
     this.handle = NativeExporter.acquireOrDisabled(this.options);
     this.disabled = handle == NativeExporter.DISABLED;
@@ -98,7 +101,7 @@ public class PrometheusMetricsSink implements MetricsSink, AutoCloseable {
       lastWrite = System.currentTimeMillis();
       h = handle;
     }
-    NativeExporter.export(h, SnapshotEncoder.encode(metricQueryResults, System.currentTimeMillis()));
+    NativeExporter.export(h, pipeline, SnapshotEncoder.encode(metricQueryResults, System.currentTimeMillis()));
   }
 
   /** Waits until everything queued so far is delivered (or dropped); false on timeout. */
