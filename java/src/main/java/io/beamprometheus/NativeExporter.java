@@ -277,10 +277,13 @@ public final class NativeExporter {
   public static boolean closeAll(long timeoutMillis) {
     long deadline = System.currentTimeMillis() + timeoutMillis;
     List<Long> handles = new ArrayList<>();
+    List<java.util.concurrent.CountDownLatch> released = new ArrayList<>();
     synchronized (NativeExporter.class) {
       for (Entry e : HANDLES.values()) {
         if (e.closing == null) {
-          handles.add(e.handle); // one closing already is its releaser's to finish
+          handles.add(e.handle);
+        } else {
+          released.add(e.closing); // closing already: its releaser finishes it, waited for below
         }
       }
       HANDLES.clear();
@@ -309,6 +312,15 @@ public final class NativeExporter {
         return false;
       }
       all.compareAndSet(true, !t.isAlive());
+    }
+    for (java.util.concurrent.CountDownLatch r : released) {
+      try {
+        // A release's thread is a daemon: the JVM would not wait for its final delivery.
+        all.compareAndSet(true, r.await(Math.max(1, deadline - System.currentTimeMillis()), java.util.concurrent.TimeUnit.MILLISECONDS));
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        return false;
+      }
     }
     return all.get();
   }
