@@ -285,19 +285,70 @@ pub type Text = Arc<str>;
 
 struct Builder<'a> {
     cfg: &'a NamingConfig,
-    families: HashMap<String, Family, FxBuild>,
+    /// Family name → index into `families`: one hash per metric and family, no key copies.
+    index: HashMap<String, usize, FxBuild>,
+    families: Vec<FamilyBuild>,
     /// Interned label texts of this mapping.
     texts: HashMap<&'a str, Text, FxBuild>,
     /// Constant labels and `job`, the same on every series.
     fixed: Vec<(Text, Text)>,
+    /// The label names the mapping itself sets, interned once per mapping.
+    keys: Keys,
     capped: u64,
     /// The snapshot's fields (see `Source::Field`).
     fields: Vec<f64>,
+    /// Reused for the series names of one metric (stem + suffix).
+    scratch: String,
+}
+
+/// A family being built, with the names its samples use: a few per family, shared by all its
+/// samples, so that sorting them compares pointers rather than bytes.
+struct FamilyBuild {
+    family: Family,
+    names: Vec<Text>,
+}
+
+struct Keys {
+    /// `namespace`, `step`, `result`, or `beam_…` where a grouping key takes the name.
+    namespace: Text,
+    step: Text,
+    result: Text,
+    attempted: Text,
+    committed: Text,
+    beam_metric: Text,
+    value: Text,
+    path: Text,
+    truncated: Text,
+    le: Text,
+}
+
+impl Keys {
+    fn new(cfg: &NamingConfig) -> Keys {
+        // A grouping key of this name sets it on every pushed series: Beam's goes aside.
+        let own = |k: &str| -> Text { if cfg.taken_labels.iter().any(|t| t == k) { Arc::from(format!("beam_{}", k)) } else { Arc::from(k) } };
+        Keys {
+            namespace: own("namespace"),
+            step: own("step"),
+            result: own("result"),
+            attempted: Arc::from("attempted"),
+            committed: Arc::from("committed"),
+            beam_metric: Arc::from("beam_metric"),
+            value: Arc::from("value"),
+            path: Arc::from("path"),
+            truncated: Arc::from("truncated"),
+            le: Arc::from("le"),
+        }
+    }
 }
 
 impl<'a> Builder<'a> {
     fn text(&mut self, s: &'a str) -> Text {
-        self.texts.entry(s).or_insert_with(|| Arc::from(s)).clone()
+        if let Some(t) = self.texts.get(s) {
+            return t.clone();
+        }
+        let t: Text = Arc::from(s);
+        self.texts.insert(s, t.clone());
+        t
     }
 
     /// Distinct entries in order, at most --prometheusSetCap of them; the rest is counted.
@@ -311,13 +362,37 @@ impl<'a> Builder<'a> {
         entries
     }
 
-    /// The family `name`, created with its help text on first use.
-    fn family(&mut self, name: &str, typ: FamilyType, help: impl FnOnce() -> String) -> &mut Family {
-        if !self.families.contains_key(name) {
-            let f = Family { name: name.to_string(), typ, help: help(), unit: "", samples: Vec::new() };
-            self.families.insert(name.to_string(), f);
+    /// The family `stem` + `suffix`, created with its help text on first use; its index.
+    fn family(&mut self, stem: &str, suffix: &str, typ: FamilyType, help: impl FnOnce() -> String) -> usize {
+        self.scratch.clear();
+        self.scratch.push_str(stem);
+        self.scratch.push_str(suffix);
+        if let Some(&i) = self.index.get(self.scratch.as_str()) {
+            return i;
         }
-        self.families.get_mut(name).expect("inserted above")
+        let i = self.families.len();
+        let f = Family { name: self.scratch.clone(), typ, help: help(), unit: "", samples: Vec::new() };
+        self.families.push(FamilyBuild { family: f, names: Vec::new() });
+        self.index.insert(self.scratch.clone(), i);
+        i
+    }
+
+    /// The shared text of series name `stem` + `suffix` in family `fam`.
+    fn name(&mut self, fam: usize, stem: &str, suffix: &str) -> Text {
+        let names = &mut self.families[fam].names;
+        let found = names.iter().find(|n| n.len() == stem.len() + suffix.len() && n.starts_with(stem) && n.ends_with(suffix));
+        match found {
+            Some(n) => n.clone(),
+            None => {
+                let n: Text = Arc::from(concat(stem, suffix));
+                names.push(n.clone());
+                n
+            }
+        }
+    }
+
+    fn push(&mut self, fam: usize, s: Sample) {
+        self.families[fam].family.samples.push(s);
     }
 
     /// A sample whose value is field `at` of the snapshot.
@@ -327,17 +402,16 @@ impl<'a> Builder<'a> {
     }
 
     /// `value`'s fields start at index `at` of the snapshot's fields.
-    fn metric(&mut self, m: &'a Metric, value: &'a Value, at: usize, result: &'static str, disambiguate: bool, stem: &str) {
+    fn metric(&mut self, m: &'a Metric, value: &'a Value, at: usize, committed: bool, disambiguate: bool, stem: &str) {
         let cfg = self.cfg;
         let key = &m.key;
         let mut base: Vec<(Text, Text)> = Vec::with_capacity(self.fixed.len() + 5 + key.labels.len());
         base.extend_from_slice(&self.fixed);
-        for (k, v) in [("namespace", key.namespace.as_str()), ("step", key.step.as_str()), ("result", result)] {
-            // A grouping key of this name sets it on every pushed series: Beam's goes aside.
-            let k = if cfg.taken_labels.iter().any(|t| t == k) { Arc::from(format!("beam_{}", k)) } else { self.text(k) };
-            let v = self.text(v);
-            base.push((k, capped(v)));
-        }
+        let (namespace, step) = (self.text(&key.namespace), self.text(&key.step));
+        base.push((self.keys.namespace.clone(), capped(namespace)));
+        base.push((self.keys.step.clone(), capped(step)));
+        let result = if committed { &self.keys.committed } else { &self.keys.attempted };
+        base.push((self.keys.result.clone(), result.clone()));
         for (k, v) in &key.labels {
             // Beam metric labels (MetricName.getLabels) keep their names unless the mapping uses them.
             let mut name = if cfg.utf8_names { label_name_utf8(k) } else { label_name(k) };
@@ -352,32 +426,33 @@ impl<'a> Builder<'a> {
             }
         }
         if disambiguate {
-            base.push((self.text("beam_metric"), capped(self.text(&key.name))));
+            base.push((self.keys.beam_metric.clone(), capped(self.text(&key.name))));
         }
         base.retain(|(_, v)| !v.is_empty());
-        base.sort();
-        let n = |suffix: &str| -> Text { Arc::from(concat(stem, suffix)) };
+        base.sort_unstable_by(cmp_label);
         let beam = &key.name;
         // Field offsets follow `Value::fields`.
         match value {
             Value::Counter(_) => {
-                let name = n("_total");
+                let fam = self.family(stem, "_total", FamilyType::Counter, || format!("Beam counter {}", beam));
+                let name = self.name(fam, stem, "_total");
                 // The only series of this metric: it takes the labels instead of a copy.
                 let s = self.field(&name, base, at);
-                self.family(&name, FamilyType::Counter, || format!("Beam counter {}", beam)).samples.push(s);
+                self.push(fam, s);
             }
             Value::Distribution { count, .. } => {
-                let fam = concat(stem, "_distribution");
-                let (sum_s, count_s) = (self.field(&n("_distribution_sum"), base.clone(), at), self.field(&n("_distribution_count"), base.clone(), at + 1));
-                let f = self.family(&fam, FamilyType::Summary, || format!("Beam distribution {}", beam));
-                f.samples.push(sum_s);
-                f.samples.push(count_s);
+                let fam = self.family(stem, "_distribution", FamilyType::Summary, || format!("Beam distribution {}", beam));
+                let (sum_n, count_n) = (self.name(fam, stem, "_distribution_sum"), self.name(fam, stem, "_distribution_count"));
+                let (sum_s, count_s) = (self.field(&sum_n, base.clone(), at), self.field(&count_n, base.clone(), at + 1));
+                self.push(fam, sum_s);
+                self.push(fam, count_s);
                 // Beam reports an empty distribution as min=Long.MAX_VALUE, max=Long.MIN_VALUE.
                 if *count > 0 {
                     for (suffix, k, what) in [("_distribution_min", 2, "minimum"), ("_distribution_max", 3, "maximum")] {
-                        let name = n(suffix);
+                        let fam = self.family(stem, suffix, FamilyType::Gauge, || format!("Beam distribution {} ({})", beam, what));
+                        let name = self.name(fam, stem, suffix);
                         let s = self.field(&name, base.clone(), at + k);
-                        self.family(&name, FamilyType::Gauge, || format!("Beam distribution {} ({})", beam, what)).samples.push(s);
+                        self.push(fam, s);
                     }
                 }
             }
@@ -386,41 +461,47 @@ impl<'a> Builder<'a> {
                 if *timestamp_ms == 0 {
                     return;
                 }
-                let name = n("_gauge");
+                let fam = self.family(stem, "_gauge", FamilyType::Gauge, || format!("Beam gauge {}", beam));
+                let name = self.name(fam, stem, "_gauge");
                 let s = self.field(&name, base.clone(), at);
-                self.family(&name, FamilyType::Gauge, || format!("Beam gauge {}", beam)).samples.push(s);
-                let name = n("_gauge_timestamp_seconds");
+                self.push(fam, s);
+                let suffix = "_gauge_timestamp_seconds";
+                let fam = self.family(stem, suffix, FamilyType::Gauge, || format!("When Beam gauge {} was last set (Unix seconds)", beam));
+                let name = self.name(fam, stem, suffix);
                 let s = self.field(&name, base, at + 1);
-                self.family(&name, FamilyType::Gauge, || format!("When Beam gauge {} was last set (Unix seconds)", beam)).samples.push(s);
+                self.push(fam, s);
             }
             Value::StringSet(set) => {
                 let entries = self.first_entries(set.iter().collect());
-                let name = n("_string_set_info");
-                let value_label = self.text("value");
-                let samples: Vec<Sample> =
-                    entries.into_iter().map(|e| with_extra(&name, &base, &[(value_label.clone(), Arc::from(label_value(e)))], 1.0)).collect();
-                if !samples.is_empty() {
-                    self.family(&name, FamilyType::Info, || format!("Beam string set {}: one series per element", beam)).samples.extend(samples);
+                if entries.is_empty() {
+                    return;
+                }
+                let fam = self.family(stem, "_string_set_info", FamilyType::Info, || format!("Beam string set {}: one series per element", beam));
+                let name = self.name(fam, stem, "_string_set_info");
+                let value_label = self.keys.value.clone();
+                for e in entries {
+                    let s = with_extra(&name, &base, &[(value_label.clone(), Arc::from(label_value(e)))], 1.0);
+                    self.push(fam, s);
                 }
             }
             Value::BoundedTrie(paths) => {
                 let entries = self.first_entries(paths.iter().map(|p| (p.segments.join("/"), p.truncated)).collect());
-                let name = n("_bounded_trie_info");
-                let (path_l, trunc_l) = (self.text("path"), self.text("truncated"));
-                let samples: Vec<Sample> = entries
-                    .into_iter()
-                    .map(|(p, t)| {
-                        let extra = [(path_l.clone(), Arc::from(label_value(&p))), (trunc_l.clone(), Arc::from(t.to_string()))];
-                        with_extra(&name, &base, &extra, 1.0)
-                    })
-                    .collect();
-                if !samples.is_empty() {
-                    self.family(&name, FamilyType::Info, || format!("Beam bounded trie {}: one series per path", beam)).samples.extend(samples);
+                if entries.is_empty() {
+                    return;
+                }
+                let fam = self.family(stem, "_bounded_trie_info", FamilyType::Info, || format!("Beam bounded trie {}: one series per path", beam));
+                let name = self.name(fam, stem, "_bounded_trie_info");
+                let (path_l, trunc_l) = (self.keys.path.clone(), self.keys.truncated.clone());
+                for (p, t) in entries {
+                    let extra = [(path_l.clone(), Arc::from(label_value(&p))), (trunc_l.clone(), Arc::from(t.to_string()))];
+                    let s = with_extra(&name, &base, &extra, 1.0);
+                    self.push(fam, s);
                 }
             }
             Value::Histogram(h) => {
-                let bucket = n("_histogram_bucket");
-                let le = self.text("le");
+                let fam = self.family(stem, "_histogram", FamilyType::Histogram, || format!("Beam histogram {}", beam));
+                let bucket = self.name(fam, stem, "_histogram_bucket");
+                let le = self.keys.le.clone();
                 let mut samples = Vec::with_capacity(h.buckets.len() + 3);
                 let mut saw_inf = false;
                 for (i, (bound, _)) in h.buckets.iter().enumerate() {
@@ -437,10 +518,10 @@ impl<'a> Builder<'a> {
                     let s = with_extra(&bucket, &base, &[(le.clone(), Arc::from("+Inf"))], 0.0);
                     samples.push(total(self, &s.name, s.labels));
                 }
-                samples.push(self.field(&n("_histogram_sum"), base.clone(), at));
-                samples.push(total(self, &n("_histogram_count"), base));
-                let fam = concat(stem, "_histogram");
-                self.family(&fam, FamilyType::Histogram, || format!("Beam histogram {}", beam)).samples.extend(samples);
+                let (sum_n, count_n) = (self.name(fam, stem, "_histogram_sum"), self.name(fam, stem, "_histogram_count"));
+                samples.push(self.field(&sum_n, base.clone(), at));
+                samples.push(total(self, &count_n, base));
+                self.families[fam].family.samples.extend(samples);
             }
         }
     }
@@ -451,11 +532,34 @@ fn capped(v: Text) -> Text {
     if v.len() <= MAX_LABEL_VALUE_LEN { v } else { Arc::from(label_value(&v)) }
 }
 
+/// `Ord` of shared texts, without reading the bytes of one text shared twice (most label
+/// values of a family's series are the same few interned texts: job, namespace, step).
+#[inline]
+fn cmp_text(a: &Text, b: &Text) -> std::cmp::Ordering {
+    if Arc::ptr_eq(a, b) { std::cmp::Ordering::Equal } else { a.cmp(b) }
+}
+
+#[inline]
+fn cmp_label(a: &(Text, Text), b: &(Text, Text)) -> std::cmp::Ordering {
+    cmp_text(&a.0, &b.0).then_with(|| cmp_text(&a.1, &b.1))
+}
+
+/// `Ord` of label lists (lexicographic, then by length), as `Vec`'s own.
+fn cmp_labels(a: &[(Text, Text)], b: &[(Text, Text)]) -> std::cmp::Ordering {
+    for (x, y) in a.iter().zip(b) {
+        match cmp_label(x, y) {
+            std::cmp::Ordering::Equal => {}
+            o => return o,
+        }
+    }
+    a.len().cmp(&b.len())
+}
+
 fn with_extra(name: &Text, base: &[(Text, Text)], extra: &[(Text, Text)], value: f64) -> Sample {
     let mut labels = Vec::with_capacity(base.len() + extra.len());
     labels.extend_from_slice(base);
     labels.extend(extra.iter().filter(|(_, v)| !v.is_empty()).cloned());
-    labels.sort();
+    labels.sort_unstable_by(cmp_label);
     Sample::new(name.clone(), labels, value)
 }
 
@@ -560,11 +664,14 @@ pub fn map(snapshot: &Snapshot, cfg: &NamingConfig) -> Mapped {
     fixed.push((Arc::from("job"), Arc::from(label_value(&cfg.job))));
     let mut b = Builder {
         cfg,
-        families: HashMap::with_capacity_and_hasher(snapshot.metrics.len(), FxBuild::default()),
+        index: HashMap::with_capacity_and_hasher(snapshot.metrics.len(), FxBuild::default()),
+        families: Vec::with_capacity(snapshot.metrics.len()),
         texts: HashMap::default(),
         fixed,
+        keys: Keys::new(cfg),
         capped: 0,
         fields: Vec::with_capacity(snapshot.metrics.len() * 2),
+        scratch: String::new(),
     };
     // Every value's fields, also those not selected, so that field indices depend on the
     // snapshot alone (as in `contract::split`).
@@ -585,21 +692,21 @@ pub fn map(snapshot: &Snapshot, cfg: &NamingConfig) -> Mapped {
         }
         let clash = renamed(&m.key.name, stem);
         if let (true, Some(v)) = (cfg.selection != Selection::Committed, &m.attempted) {
-            b.metric(m, v, a, "attempted", clash, stem);
+            b.metric(m, v, a, false, clash, stem);
         }
         if let (true, Some(v)) = (cfg.selection != Selection::Attempted, &m.committed) {
-            b.metric(m, v, c, "committed", clash, stem);
+            b.metric(m, v, c, true, clash, stem);
         }
     }
     let mut duplicates = 0u64;
-    let mut families: Vec<Family> = b.families.into_values().collect();
+    let mut families: Vec<Family> = b.families.into_iter().map(|f| f.family).collect();
     families.sort_unstable_by(|a, b| a.name.cmp(&b.name));
     for f in &mut families {
         // Stable order; an exact duplicate series would make a receiver reject the whole batch.
         if f.typ == FamilyType::Histogram {
             f.samples.sort_by(histogram_order);
         } else {
-            f.samples.sort_unstable_by(|a, b| (&a.name, &a.labels).cmp(&(&b.name, &b.labels)));
+            f.samples.sort_unstable_by(|a, b| cmp_text(&a.name, &b.name).then_with(|| cmp_labels(&a.labels, &b.labels)));
         }
         let before = f.samples.len();
         f.samples.dedup_by(|a, b| a.name == b.name && a.labels == b.labels);
