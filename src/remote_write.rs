@@ -99,20 +99,22 @@ pub struct SeriesLabels {
 impl SeriesLabels {
     /// `n`: the number of samples, to size the store.
     pub fn new<'a>(samples: impl IntoIterator<Item = &'a crate::naming::Sample>, n: usize) -> SeriesLabels {
-        let mut out = SeriesLabels { bytes: Vec::with_capacity(n * 224), ends: Vec::with_capacity(n) };
+        let mut samples = samples.into_iter().peekable();
+        // Sized from the first series (series of a mapping are alike), so the store is not
+        // regrown and copied on a large first push.
+        let per_series = samples.peek().map_or(0, |s| {
+            s.labels.iter().map(|(k, v)| label_len(k, v)).sum::<usize>() + label_len("__name__", &s.name)
+        });
+        let mut out = SeriesLabels { bytes: Vec::with_capacity(n * (per_series + per_series / 8)), ends: Vec::with_capacity(n) };
         for s in samples {
             // Labels sorted by name with __name__ in its place (uppercase names sort before it).
             let split = s.labels.partition_point(|(k, _)| &**k < "__name__");
-            let labels = s.labels[..split]
-                .iter()
-                .map(|(k, v)| (&**k, &**v))
-                .chain(std::iter::once(("__name__", &*s.name)))
-                .chain(s.labels[split..].iter().map(|(k, v)| (&**k, &**v)));
-            for (k, v) in labels {
-                encode_key(1, WireType::LengthDelimited, &mut out.bytes);
-                encode_varint((str_field_len(k) + str_field_len(v)) as u64, &mut out.bytes);
-                put_str(1, k, &mut out.bytes);
-                put_str(2, v, &mut out.bytes);
+            for (k, v) in &s.labels[..split] {
+                put_label(k, v, &mut out.bytes);
+            }
+            put_label("__name__", &s.name, &mut out.bytes);
+            for (k, v) in &s.labels[split..] {
+                put_label(k, v, &mut out.bytes);
             }
             out.ends.push(out.bytes.len());
         }
@@ -137,6 +139,32 @@ use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
 
 fn str_field_len(s: &str) -> usize {
     if s.is_empty() { 0 } else { 1 + encoded_len_varint(s.len() as u64) + s.len() }
+}
+
+/// Encoded length of one `Label` message as a field of `TimeSeries`.
+fn label_len(k: &str, v: &str) -> usize {
+    let inner = str_field_len(k) + str_field_len(v);
+    1 + encoded_len_varint(inner as u64) + inner
+}
+
+/// One `Label` message as field 1 of `TimeSeries`: the bytes prost writes.
+#[inline]
+fn put_label(k: &str, v: &str, buf: &mut Vec<u8>) {
+    let inner = 2 + k.len() + 2 + v.len();
+    if k.is_empty() || v.is_empty() || k.len() > 127 || v.len() > 127 || inner > 127 {
+        // Rare (long values, empty strings): the general encoding.
+        encode_key(1, WireType::LengthDelimited, buf);
+        encode_varint((str_field_len(k) + str_field_len(v)) as u64, buf);
+        put_str(1, k, buf);
+        put_str(2, v, buf);
+        return;
+    }
+    // Every length fits one varint byte: field keys and lengths written as plain bytes.
+    buf.reserve(2 + inner);
+    buf.extend_from_slice(&[0x0a, inner as u8, 0x0a, k.len() as u8]);
+    buf.extend_from_slice(k.as_bytes());
+    buf.extend_from_slice(&[0x12, v.len() as u8]);
+    buf.extend_from_slice(v.as_bytes());
 }
 
 fn put_str(tag: u32, s: &str, buf: &mut Vec<u8>) {

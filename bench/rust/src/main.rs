@@ -53,17 +53,30 @@ fn requests(mapped: &Mapped, time_ms: i64) -> Vec<WriteRequest> {
     reqs
 }
 
-/// series + metadata + protobuf + snappy: the bodies of one snapshot.
-/// The exporter's own path: requests of CHUNK samples written straight from the mapping
-/// (`remote_write::encode_samples`), metadata in the first.
+/// series + metadata + protobuf + snappy: the bodies of one snapshot, as the exporter's first
+/// push of a mapping writes them (`reuse::MappingCache::remote_write_bodies`): every series'
+/// labels encoded (`remote_write::SeriesLabels`), then requests of CHUNK series from one
+/// `remote_write::Encoder`, metadata in the first.
 fn encode_mapped(mapped: &Mapped, time_ms: i64) -> Vec<Vec<u8>> {
-    let samples: Vec<&beam_prometheus::naming::Sample> = mapped.families.iter().flat_map(|f| f.samples.iter()).collect();
-    let metadata = remote_write::metadata(mapped);
-    samples
+    let samples = mapped.families.iter().flat_map(|f| f.samples.iter());
+    let labels = remote_write::SeriesLabels::new(samples, mapped.sample_count());
+    let metadata = remote_write::metadata_bytes(&remote_write::metadata(mapped));
+    let mut encoder = remote_write::Encoder::default();
+    mapped
+        .values()
         .chunks(CHUNK)
         .enumerate()
-        .map(|(i, c)| remote_write::encode_samples(c, time_ms, if i == 0 { &metadata } else { &[] }, false))
+        .map(|(i, c)| encoder.encode(&labels, i * CHUNK, c.iter().copied(), time_ms, if i == 0 { &metadata } else { &[] }, false))
         .collect()
+}
+
+/// The whole native work of a first push from the contract bytes, as the exporter does it:
+/// `contract::split` (the structure is new), `contract::decode`, `naming::map`, then the bodies.
+fn first_push(bytes: &[u8], cfg: &NamingConfig) -> Vec<(Vec<u8>, usize)> {
+    let mut cache = MappingCache::default();
+    let (time, reused) = cache.update(bytes, cfg, |_| ()).unwrap();
+    assert!(!reused);
+    cache.remote_write_bodies(time, CHUNK, false)
 }
 
 struct Timing {
@@ -129,6 +142,10 @@ fn encode_mode(out: &Path, sizes: &[usize], samples: usize) {
             black_box(encode_mapped(&mapped, t));
         });
         report("rust", "map_encode", n, &m, &info);
+        let m = measure(samples, 2, k, || {
+            black_box(first_push(black_box(&bytes), &cfg));
+        });
+        report("rust", "first_push_all", n, &m, &info);
         let m = measure(samples, 2, k, || {
             black_box(naming::map(black_box(&snap), &cfg));
         });
@@ -422,6 +439,7 @@ fn profile_mode(out: &Path, n: usize, iters: usize, what: &str) {
             "decode" => drop(black_box(contract::decode(&bytes).unwrap())),
             "map" => drop(black_box(naming::map(&snap, &cfg))),
             "encode" => drop(black_box(encode_mapped(&mapped, snap.time_ms))),
+            "first" => drop(black_box(first_push(&bytes, &cfg))),
             "repeat" => {
                 black_box(cache.update(&bytes, &cfg, |_| ()).unwrap());
                 drop(black_box(cache.remote_write_bodies(snap.time_ms, CHUNK, false)));
@@ -457,7 +475,7 @@ fn main() {
     let _ = log::set_logger(&StderrLog);
     log::set_max_level(log::LevelFilter::Warn);
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: beam-prometheus-bench encode|check|protocols OUT N... | rss OUT N PUSHES RW_URL PG_URL | profile OUT N ITERS decode|map|encode|repeat|text|all";
+    let usage = "usage: beam-prometheus-bench encode|check|protocols OUT N... | rss OUT N PUSHES RW_URL PG_URL | profile OUT N ITERS decode|map|encode|first|repeat|text|all";
     if args.len() < 3 {
         eprintln!("{}", usage);
         std::process::exit(2);
