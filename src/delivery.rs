@@ -1,4 +1,5 @@
-//! Delivery: `export` maps and encodes a snapshot on the caller's thread, queues it and returns;
+//! Delivery: `export` maps and encodes a snapshot on the caller's thread (for the JVM, the
+//! exporter's mapping thread: intake.rs), queues it and returns;
 //! one worker thread per destination sends, retries and drops by the rules in README.md
 //! ("Delivery and failures"). One thread per destination keeps each series in timestamp order
 //! (a pool of senders could reorder one series) and lets a slow gateway never delay remote-write.
@@ -222,6 +223,8 @@ pub struct Exporter {
     closed: std::sync::RwLock<bool>,
     /// (capped entries, deduplicated series) of the previous push, see `count_mapping`.
     left_out: Mutex<(u64, u64)>,
+    /// Series of the newest mapping (what a snapshot replaced before mapping loses, intake.rs).
+    series: AtomicU64,
 }
 
 fn now_ms() -> i64 {
@@ -289,6 +292,7 @@ impl Exporter {
             last_time_ms: Mutex::new(last_time_ms),
             closed: std::sync::RwLock::new(false),
             left_out: Mutex::new((0, 0)),
+            series: AtomicU64::new(0),
         })
     }
 
@@ -303,6 +307,11 @@ impl Exporter {
     /// The remote-write protocol sent now: the configured one, or 1.0 after a fallback.
     pub fn remote_write_protocol(&self) -> RemoteWriteProtocol {
         if self.shared.remote_write_v1.load(Relaxed) { RemoteWriteProtocol::V1 } else { RemoteWriteProtocol::V2 }
+    }
+
+    /// Remote-write samples one snapshot sends, by the newest mapping (0 without remote-write).
+    pub fn remote_write_samples_per_snapshot(&self) -> u64 {
+        if self.lanes.iter().any(|l| l.target == Target::RemoteWrite) { self.series.load(Relaxed) } else { 0 }
     }
 
     /// The newest delivery error, e.g. "Pushgateway: HTTP 400: …" or a TLS reason.
@@ -340,6 +349,7 @@ impl Exporter {
             self.shared.stats.mappings.fetch_add(1, Relaxed);
         }
         self.count_mapping(cache.mapped());
+        self.series.store(cache.mapped().sample_count() as u64, Relaxed);
         // After counting, so that a push reports its own capped and deduplicated series.
         cache.refresh_stats(&self.self_metric_values());
         self.deliver(&mut cache, time_ms);

@@ -4,6 +4,7 @@
 
 use crate::config::Config;
 use crate::delivery::{stats_names, Exporter};
+use crate::intake::Intake;
 use ::jni::objects::{GlobalRef, JByteArray, JClass, JValue};
 use ::jni::sys::{jboolean, jint, jlong, jlongArray, jstring, JNI_FALSE, JNI_TRUE};
 use ::jni::{JNIEnv, JavaVM};
@@ -30,10 +31,10 @@ impl From<::jni::errors::Error> for Error {
 }
 
 /// Opaque handles: a stale or forged handle finds nothing instead of dereferencing freed memory.
-static EXPORTERS: Lazy<Mutex<HashMap<jlong, Arc<Exporter>>>> = Lazy::new(Default::default);
+static EXPORTERS: Lazy<Mutex<HashMap<jlong, Arc<Intake>>>> = Lazy::new(Default::default);
 static NEXT_HANDLE: AtomicI64 = AtomicI64::new(1);
 
-fn exporter(handle: jlong) -> Result<Arc<Exporter>, Error> {
+fn exporter(handle: jlong) -> Result<Arc<Intake>, Error> {
     let map = EXPORTERS.lock().unwrap_or_else(|p| p.into_inner());
     map.get(&handle).cloned().ok_or_else(|| Error::State(format!("exporter {} is closed", handle)))
 }
@@ -96,7 +97,8 @@ pub extern "system" fn Java_io_beamprometheus_NativeExporter_create(mut env: JNI
         let bytes = env.convert_byte_array(&options)?;
         let cfg = Config::from_bytes(&bytes).map_err(|e| Error::Argument(e.to_string()))?;
         // Its errors are options that only fail when used (an unreadable CA or key file, …).
-        let exporter = Exporter::new(cfg).map_err(Error::Argument)?;
+        // Snapshots are mapped on the exporter's own thread: writeMetrics only hands them over.
+        let exporter = Intake::new(Exporter::new(cfg).map_err(Error::Argument)?).map_err(Error::Argument)?;
         let handle = NEXT_HANDLE.fetch_add(1, Ordering::Relaxed);
         EXPORTERS.lock().unwrap_or_else(|p| p.into_inner()).insert(handle, Arc::new(exporter));
         Ok(handle)
@@ -114,7 +116,7 @@ pub extern "system" fn Java_io_beamprometheus_NativeExporter_export(mut env: JNI
             e => e?,
         };
         let bytes = env.convert_byte_array(&snapshot)?;
-        exporter.export_from(pipeline, bytes.into()).map_err(|e| Error::Argument(e.to_string()))
+        exporter.submit(pipeline, bytes).map_err(|e| Error::Argument(e.to_string()))
     })
 }
 

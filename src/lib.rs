@@ -7,6 +7,7 @@ pub mod contract;
 pub mod delivery;
 pub mod disk_buffer;
 pub mod http;
+pub mod intake;
 pub mod model;
 pub mod naming;
 pub mod pipelines;

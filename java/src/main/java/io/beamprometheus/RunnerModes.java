@@ -24,8 +24,17 @@ final class RunnerModes {
 
   private RunnerModes() {}
 
+  /**
+   * The runner's simple name, or "" when unset and Beam cannot build its default: without
+   * --runner, Beam looks for the direct runner and throws IllegalArgumentException when it is
+   * not on the classpath (a sink built from bare options, as the benchmarks do).
+   */
   private static String runner(PipelineOptions o) {
-    return o.getRunner() == null ? "" : o.getRunner().getSimpleName();
+    try {
+      return o.getRunner() == null ? "" : o.getRunner().getSimpleName();
+    } catch (IllegalArgumentException e) {
+      return "";
+    }
   }
 
   /**

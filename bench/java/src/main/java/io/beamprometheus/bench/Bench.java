@@ -38,6 +38,9 @@ import org.apache.beam.sdk.options.PipelineOptionsFactory;
  *       the Pushgateway and by remote-write, the Java client to the Pushgateway, pure Java by
  *       remote-write), heap allocated per call, and the JNI crossing;
  *   <li>{@code memory OUT N PUSHES}: VmRSS of this JVM after each of PUSHES exports both ways.
+ *   <li>{@code latency OUT N CALLS}: writeMetrics alone (no flush), as the runner's thread sees
+ *       it, with the receivers up, down (a closed port) and hung (a socket that accepts and never
+ *       answers): median and worst of CALLS calls after JIT warm-up.
  * </ul>
  *
  * <p>Every timing is a median of samples taken after warm-up; results are printed as
@@ -428,6 +431,111 @@ public final class Bench {
     deleteGroup(pg, job + "/instance/bench");
   }
 
+  // ---------------------------------------------------------------- writeMetrics latency
+
+  /**
+   * A loopback receiver that accepts connections and never answers (nor reads): a hung
+   * Prometheus or Pushgateway. Closed, with every connection it holds, by {@link #close}.
+   */
+  static final class HungServer implements AutoCloseable {
+    final ServerSocket socket;
+    final List<java.net.Socket> held = java.util.Collections.synchronizedList(new ArrayList<>());
+    final Thread acceptor;
+
+    HungServer() throws IOException {
+      socket = new ServerSocket(0, 50, java.net.InetAddress.getLoopbackAddress());
+      acceptor =
+          new Thread(
+              () -> {
+                while (!socket.isClosed()) {
+                  try {
+                    held.add(socket.accept());
+                  } catch (IOException closed) {
+                    return;
+                  }
+                }
+              },
+              "hung-receiver");
+      acceptor.setDaemon(true);
+      acceptor.start();
+    }
+
+    String url() {
+      return "http://127.0.0.1:" + socket.getLocalPort();
+    }
+
+    @Override
+    public void close() throws Exception {
+      socket.close();
+      acceptor.join(5_000);
+      synchronized (held) {
+        for (java.net.Socket c : held) c.close();
+      }
+    }
+  }
+
+  /**
+   * writeMetrics as the runner's thread sees it (no flush: delivery is the exporter's background
+   * work), with the exporter's defaults (self-metrics on) and both ways configured, as a new user
+   * sets it up. JIT-warm: {@code warmMillis} of calls first. Calls are {@code gapMillis} apart so
+   * the background sender runs between them, as between a runner's pushes.
+   */
+  static void latency(Path out, int n, int calls) throws Exception {
+    String prom = env("BEAMPROM_PROMETHEUS_URL");
+    String pg = env("BEAMPROM_PUSHGATEWAY_URL");
+    MetricQueryResults r = Workload.create(n);
+    String info = "series=" + seriesOf(r);
+    long warmMillis = Long.parseLong(System.getenv().getOrDefault("BENCH_LATENCY_WARM_MS", "3000"));
+    long gapMillis = Long.parseLong(System.getenv().getOrDefault("BENCH_LATENCY_GAP_MS", "25"));
+    String closed = "http://127.0.0.1:" + closedPort();
+    try (HungServer hung = new HungServer()) {
+      String[][] states = {
+        {"up", prom + "/api/v1/write", pg},
+        {"down", closed + "/api/v1/write", closed},
+        {"hung", hung.url() + "/api/v1/write", hung.url()},
+      };
+      for (String[] st : states) {
+        String job = "bench_latency_" + st[0];
+        PrometheusExporterOptions o = PipelineOptionsFactory.fromArgs(
+                "--prometheusJobName=" + job, "--prometheusRemoteWriteUrl=" + st[1], "--prometheusPushgatewayUrl=" + st[2])
+            .as(PrometheusExporterOptions.class);
+        // Prometheus also scrapes the gateway here: an instance label of its own keeps the
+        // scraped copy apart from the remote-written series (see BENCHMARKS.md).
+        o.setPrometheusGroupingKey(Map.of("instance", "bench"));
+        PrometheusMetricsSink sink = new PrometheusMetricsSink(o);
+        long end = System.currentTimeMillis() + warmMillis;
+        while (System.currentTimeMillis() < end) {
+          sink.writeMetrics(r);
+          Thread.sleep(1);
+        }
+        double[] t = new double[calls];
+        for (int i = 0; i < calls; i++) {
+          Thread.sleep(gapMillis);
+          long t0 = System.nanoTime();
+          sink.writeMetrics(r);
+          t[i] = System.nanoTime() - t0;
+        }
+        Timing tm = stats(t);
+        double worst = Arrays.stream(t).max().orElse(0);
+        report("ours", "write_metrics_" + st[0], n, tm, info + ";calls=" + calls + ";worst_ns=" + (long) worst);
+        if (System.getenv("BENCH_LATENCY_DIAG") != null) {
+          double[] e = new double[calls];
+          for (int i = 0; i < calls; i++) {
+            Thread.sleep(gapMillis);
+            long t0 = System.nanoTime();
+            JniProbe.encode(r, System.currentTimeMillis());
+            e[i] = System.nanoTime() - t0;
+          }
+          System.err.printf("[latency] %s: java encode alone median %.0f us, worst %.0f us%n", st[0], stats(e).median / 1e3, Arrays.stream(e).max().orElse(0) / 1e3);
+        }
+        long closeStart = System.nanoTime();
+        sink.close();
+        System.err.printf("[latency] %s: close took %d ms%n", st[0], (System.nanoTime() - closeStart) / 1_000_000);
+        if (st[0].equals("up")) deleteGroup(pg, job + "/instance/bench");
+      }
+    }
+  }
+
   public static void main(String[] args) throws Exception {
     Path out = Paths.get(args[1]);
     switch (args[0]) {
@@ -440,8 +548,11 @@ public final class Bench {
       case "memory":
         memory(out, Integer.parseInt(args[2]), Integer.parseInt(args[3]));
         break;
+      case "latency":
+        latency(out, Integer.parseInt(args[2]), Integer.parseInt(args[3]));
+        break;
       default:
-        throw new IllegalArgumentException("mode: encode | server | memory");
+        throw new IllegalArgumentException("mode: encode | server | memory | latency");
     }
     System.exit(0); // the exporters' shutdown hook flushes what is left
   }
