@@ -52,6 +52,9 @@ phase "starting Prometheus, Pushgateway, VictoriaMetrics on loopback"
 start_servers >&2
 phase "2+3. whole writeMetrics calls, heap allocation, JNI crossing (its closed port logs refused connections and a full buffer: expected)"
 run java "${JAVA_FLAGS[@]}" -cp "$CP" io.beamprometheus.bench.Bench server "$OUT" "${SIZES[@]}"
+SMALLEST="${SIZES[0]}"
+phase "2. writeMetrics latency at $SMALLEST series, receivers up, down and hung (the last two log failed deliveries and take 10 s each to close: expected)"
+run java "${JAVA_FLAGS[@]}" -cp "$CP" io.beamprometheus.bench.Bench latency "$OUT" "$SMALLEST" 100
 phase "4. memory: VmRSS of the JVM over $PUSHES pushes of $LARGEST series both ways"
 run java "${JAVA_FLAGS[@]}" -cp "$CP" io.beamprometheus.bench.Bench memory "$OUT" "$LARGEST" "$PUSHES"
 phase "4. memory: VmRSS of a native-only process over $PUSHES pushes"

@@ -518,16 +518,19 @@ public final class Bench {
         Timing tm = stats(t);
         double worst = Arrays.stream(t).max().orElse(0);
         report("ours", "write_metrics_" + st[0], n, tm, info + ";calls=" + calls + ";worst_ns=" + (long) worst);
-        if (System.getenv("BENCH_LATENCY_DIAG") != null) {
-          double[] e = new double[calls];
-          for (int i = 0; i < calls; i++) {
-            Thread.sleep(gapMillis);
-            long t0 = System.nanoTime();
-            JniProbe.encode(r, System.currentTimeMillis());
-            e[i] = System.nanoTime() - t0;
-          }
-          System.err.printf("[latency] %s: java encode alone median %.0f us, worst %.0f us%n", st[0], stats(e).median / 1e3, Arrays.stream(e).max().orElse(0) / 1e3);
+        double[] sorted = t.clone();
+        Arrays.sort(sorted);
+        System.err.printf("[latency] %s: slowest calls (us) %s%n", st[0], Arrays.toString(Arrays.stream(Arrays.copyOfRange(sorted, calls - 6, calls)).mapToLong(x -> (long) (x / 1e3)).toArray()));
+        // The same schedule with the Java-side encoding alone (no native call): what the machine's
+        // noise does to any code on the runner's thread in this state, as a reference for the worst call.
+        double[] e = new double[calls];
+        for (int i = 0; i < calls; i++) {
+          Thread.sleep(gapMillis);
+          long t0 = System.nanoTime();
+          JniProbe.encode(r, System.currentTimeMillis());
+          e[i] = System.nanoTime() - t0;
         }
+        report("ours", "java_encode_" + st[0], n, stats(e), info + ";calls=" + calls + ";worst_ns=" + (long) Arrays.stream(e).max().orElse(0));
         long closeStart = System.nanoTime();
         sink.close();
         System.err.printf("[latency] %s: close took %d ms%n", st[0], (System.nanoTime() - closeStart) / 1_000_000);
