@@ -7,6 +7,7 @@ from collections import defaultdict
 
 path = sys.argv[1] if len(sys.argv) > 1 else "bench/out/results.tsv"
 res = {}          # (impl, op, n) -> median ns
+worst = {}        # (impl, op, n) -> worst ns (latency rows)
 info = {}         # n -> series count
 wire = {}         # (op, n) -> {"bytes": .., "raw_bytes": ..}
 go_v2_bytes = {}  # n -> bytes of Go's 2.0 requests
@@ -21,6 +22,8 @@ for line in open(path, encoding="utf-8"):
         for kv in f[8].split(";") if len(f) > 8 else []:
             if kv.startswith("series="):
                 info[n] = int(kv.split("=")[1])
+            if kv.startswith("worst_ns="):
+                worst[(impl, op, n)] = float(kv.split("=")[1])
             if impl == "go" and op == "rw_v2_from_series" and kv.startswith("bytes="):
                 go_v2_bytes[n] = int(kv.split("=")[1])
             if impl == "rust" and op.startswith("rw_v") and kv.split("=")[0] in ("bytes", "raw_bytes", "requests"):
@@ -71,22 +74,27 @@ p("Bodies of 2,000 series each, metadata in the first. Rust: `remote_write::Seri
 p("")
 p("#### 1b. From the Beam snapshot to the snappy bodies")
 p("")
-p("| series | Rust, first push (map + encode) | Rust, repeat push (split + refresh + encode) | Java (map + encode) | Java / Rust first | Java / Rust repeat |")
-p("|---:|---:|---:|---:|---:|---:|")
+p("| series | Rust, first push: whole native work (split, decode, map, labels, bodies) | Rust, first push (map + encode) | Rust, repeat push (split + refresh + encode) | Java (map + encode) | Java / Rust first, whole | Java / Rust first (map + encode) | Java / Rust repeat |")
+p("|---:|---:|---:|---:|---:|---:|---:|---:|")
 for n in sizes:
-    r, rr, j = g("rust", "map_encode", n), g("rust", "repeat_all", n), g("java", "map_encode", n)
-    p(f"| {info.get(n, n):,} | {ms(r)} | {ms(rr)} | {ms(j)} | {ratio(j, r)} | {ratio(j, rr)} |")
+    fa, r, rr, j = g("rust", "first_push_all", n), g("rust", "map_encode", n), g("rust", "repeat_all", n), g("java", "map_encode", n)
+    p(f"| {info.get(n, n):,} | {ms(fa)} | {ms(r)} | {ms(rr)} | {ms(j)} | {ratio(j, fa)} | {ratio(j, r)} | {ratio(j, rr)} |")
 p("")
-p("Rust first push: `naming::map` of the decoded `Snapshot`, then 1a; repeat push: from the contract bytes, "
-  "`contract::split`, `Mapped::refresh`, then 1a (repeat). Java: the same mapping rules from `MetricQueryResults`, then 1a.")
+p("Rust first push, whole: what the exporter does with a snapshot of a new structure, from the contract bytes "
+  "(`reuse::MappingCache::update`: `contract::split`, `contract::decode`, `naming::map`; then `remote_write::SeriesLabels` and "
+  "the bodies), the mapping dropped after; map + encode: `naming::map` of the decoded `Snapshot`, then 1a; repeat push: from the "
+  "contract bytes, `contract::split`, `Mapped::refresh`, then 1a (repeat). Java: the same mapping rules from "
+  "`MetricQueryResults`, then 1a.")
 p("")
 p("#### 1c. Stages")
 p("")
-p("| series | Rust prost + snap (prebuilt requests) | Go gogo + golang/snappy (prebuilt) | Go / Rust | `naming::map` | `contract::decode` | Pushgateway text render | Pushgateway protobuf render, first push | … repeat push |")
-p("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+p("| series | Rust prost + snap (prebuilt requests) | Go gogo + golang/snappy (prebuilt) | Go / Rust | `naming::map` | … per series | `contract::decode` | Pushgateway text render | Pushgateway protobuf render, first push | … repeat push |")
+p("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for n in sizes:
     r, go = g("rust", "encode_prebuilt", n), g("go", "encode_prebuilt", n)
-    p(f"| {info.get(n, n):,} | {ms(r)} | {ms(go)} | {ratio(go, r)} | {ms(g('rust', 'map', n))} | {ms(g('rust', 'decode', n))} | "
+    mp = g('rust', 'map', n)
+    per = "—" if mp is None else f"{mp / info.get(n, n) / 1e3:.2f} µs"
+    p(f"| {info.get(n, n):,} | {ms(r)} | {ms(go)} | {ratio(go, r)} | {ms(mp)} | {per} | {ms(g('rust', 'decode', n))} | "
       f"{ms(g('rust', 'pushgateway_render', n))} | {ms(g('rust', 'pushgateway_render_protobuf', n))} | {ms(g('rust', 'pushgateway_protobuf_repeat', n))} |")
 p("")
 p("### 2. Whole writeMetrics call to local servers (median ms; ratio = other / ours)")
@@ -117,6 +125,25 @@ p("")
 p("Ours: `PrometheusMetricsSink.writeMetrics` + `flush` (until the server answered). Java client: its `PushGateway.push()` (PUT) "
   "after converting the results to its snapshots. Pure Java: map, encode, POST each request with `java.net.http`.")
 p("")
+states = [st for st in ("up", "down", "hung") if any(k[1] == "write_metrics_" + st for k in res)]
+if states:
+    p("### 2b. writeMetrics as the runner's thread sees it (ms; median and worst of the calls)")
+    p("")
+    p("| series | receivers | writeMetrics, median | writeMetrics, worst | Java-side encoding alone, median | … worst |")
+    p("|---:|---|---:|---:|---:|---:|")
+    for n in sizes:
+        for st in states:
+            w, e = g("ours", "write_metrics_" + st, n), g("ours", "java_encode_" + st, n)
+            if w is None:
+                continue
+            p(f"| {info.get(n, n):,} | {st} | {w / 1e6:.3f} | {worst.get(('ours', 'write_metrics_' + st, n), 0) / 1e6:.3f} | "
+              f"{'—' if e is None else f'{e / 1e6:.3f}'} | {worst.get(('ours', 'java_encode_' + st, n), 0) / 1e6:.3f} |")
+    p("")
+    p("`PrometheusMetricsSink.writeMetrics` alone (no flush), both ways configured, the exporter's defaults (self-metrics on), "
+      "100 calls 25 ms apart after 3 s of calls (JIT-warm); up: the local Prometheus and Pushgateway; down: a closed loopback "
+      "port; hung: a loopback socket that accepts and never answers. The encoding alone: `SnapshotEncoder.encode` on the "
+      "same schedule, no native call: the noise any code on the runner's thread meets in that state.")
+    p("")
 p("### 3. The JNI crossing (median; per call and per series)")
 p("")
 p("| series | snapshot bytes encoded in Java | crossing (call + refusal) | crossing + copy of the snapshot | native export, repeat push (split, refresh, encode, queue) | crossing + copy share of writeMetrics |")
@@ -215,10 +242,37 @@ rows = [
     ("… both in text format", [div(g("javaclient_pushgateway_text", "whole_call", n), g("ours_pushgateway_text", "whole_call", n)) for n in sizes], 2.0),
     ("Java heap per writeMetrics ≤ 1/3 of the Java client's (client / ours ≥ 3)", [div(alloc.get(("javaclient_pushgateway_protobuf", n)), alloc.get(("ours_pushgateway", n))) for n in sizes], 3.0),
 ]
+big = [n for n in sizes if n >= 10_000]
+small = [n for n in sizes if n < 10_000]
+rows += [
+    ("first push from the Beam snapshot, whole native work, ≥ 3× pure Java at 10k and 100k", [div(g("java", "map_encode", n), g("rust", "first_push_all", n)) for n in big], 3.0),
+    ("… ≥ 2× at 1k", [div(g("java", "map_encode", n), g("rust", "first_push_all", n)) for n in small], 2.0),
+    ("first push from the mapped series ≥ 1.5× Go prompb", [div(g("go", "encode_from_mapped", n), g("rust", "encode_from_mapped", n)) for n in sizes], 1.5),
+    ("Pushgateway push ≥ 90% of the gateway-alone PUT (gateway alone / ours, as a fraction)", [div(g("gateway_alone_protobuf", "whole_call", n), g("ours_pushgateway", "whole_call", n)) for n in sizes], 0.9),
+]
 for label, vals, goal in rows:
     text, lo = span(vals)
     met = "—" if text == "—" else ("yes" if lo >= goal else ("partly" if max(v for v in vals if v is not None) >= goal else "no"))
     p(f"| {label} | {text} | {met} |")
+def at_most(label, value, limit, unit, fmt="{:.2f}"):
+    if value is None:
+        return
+    p(f"| {label} | {fmt.format(value)} {unit} | {'yes' if value <= limit else 'no'} |")
+
+
+if sizes:
+    top = max(sizes)
+    mp = g("rust", "map", top)
+    at_most(f"`naming::map` ≤ 0.4 µs per series at {info.get(top, top):,}", None if mp is None else mp / info.get(top, top) / 1e3, 0.4, "µs")
+    fa = g("rust", "first_push_all", top)
+    at_most(f"whole native work of a first push at {info.get(top, top):,} < 60 ms", None if fa is None else fa / 1e6, 60, "ms", "{:.0f}")
+    for n in sizes:
+        for st in states:
+            w = g("ours", "write_metrics_" + st, n)
+            if w is None:
+                continue
+            at_most(f"writeMetrics median ≤ 0.3 ms at {info.get(n, n):,}, receivers {st}", w / 1e6, 0.3, "ms", "{:.3f}")
+            at_most(f"writeMetrics worst of 100 ≤ 2 ms at {info.get(n, n):,}, receivers {st}", worst.get(("ours", "write_metrics_" + st, n), 0) / 1e6, 2, "ms", "{:.3f}")
 for who in ("jvm", "rust"):
     pts = sorted(rss.get(who, []))
     if len(pts) > 2:

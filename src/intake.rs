@@ -2,11 +2,12 @@
 //! buffer's structure (`contract::split`, no strings decoded) and queues it; the exporter's
 //! mapping thread maps, encodes and queues it for delivery (`Exporter::export_from`). So a
 //! `writeMetrics` costs the Java-side encoding and a copy, never the mapping of a large first
-//! push, nor anything that waits on a receiver.
+//! push, nor anything that waits on a receiver. With a disk buffer, `submit` maps on the
+//! caller's thread: the requests are on disk when it returns.
 //!
 //! At most `MAX_PENDING` snapshots of a pipeline wait for the mapping thread. A newer snapshot
-//! replaces its pipeline's oldest waiting one beyond that: Beam's values are cumulative, so the newest snapshot still
-//! carries every series' newest value; the replaced one's remote-write samples are counted as
+//! replaces its pipeline's oldest waiting one beyond that: Beam's values are cumulative, so the
+//! newest snapshot still carries every series' newest value; the replaced one's remote-write samples are counted as
 //! dropped (by the size of the newest mapping) and logged once per episode.
 
 use crate::contract::{self, DecodeError};
@@ -70,8 +71,13 @@ impl Intake {
     }
 
     /// Checks `buf`'s structure and queues it for the mapping thread; returns at once.
-    /// `pipeline` as `Exporter::export_from` takes it.
+    /// `pipeline` as `Exporter::export_from` takes it. With a disk buffer (--prometheusBufferDir)
+    /// the snapshot is mapped and its requests are on disk before this returns, as README
+    /// promises: nothing handed over is lost with the process.
     pub fn submit(&self, pipeline: i64, buf: Vec<u8>) -> Result<(), DecodeError> {
+        if self.exporter.config().buffer_dir.is_some() {
+            return self.exporter.export_from(pipeline, Cow::Owned(buf));
+        }
         {
             let mut scratch = lock(&self.shared.scratch);
             let (skeleton, fields) = &mut *scratch;

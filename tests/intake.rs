@@ -143,3 +143,19 @@ fn close_maps_and_delivers_what_is_still_waiting() {
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(c0_values(&server), vec![4.0, 5.0]);
 }
+
+#[test]
+fn with_a_disk_buffer_submit_maps_and_writes_before_returning() {
+    // README: with --prometheusBufferDir the requests are on disk when writeMetrics returns, so
+    // the snapshot is mapped on the caller's thread.
+    let dir = std::env::temp_dir().join(format!("beamprom-intake-{}-{:?}", std::process::id(), Instant::now()));
+    let server = Server::start(|_, _| Reply::Hang);
+    let ex = intake(&[("prometheusRemoteWriteUrl", &server.url("/w")), ("prometheusBufferDir", dir.to_str().unwrap())]);
+    ex.submit(UNNAMED, contract::encode(&counters(1000, 3, 1))).unwrap();
+    assert_eq!(stat(&ex, "mappings"), 1, "mapped before submit returned");
+    assert_eq!(stat(&ex, "queued_samples"), 3);
+    let on_disk: u64 = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
+    assert!(on_disk > 0, "the request is in the buffer directory");
+    drop(ex);
+    let _ = std::fs::remove_dir_all(&dir);
+}

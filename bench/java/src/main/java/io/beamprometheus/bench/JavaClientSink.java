@@ -56,11 +56,17 @@ public final class JavaClientSink {
     gateway.delete();
   }
 
-  private static Labels labels(MetricKey k) {
+  /** As src/naming.rs: beam_metric exactly when sanitizing changed the metric's name. */
+  private Labels labels(MetricKey k) {
     String step = k.stepName() == null ? "" : k.stepName();
-    return Labels.of(
-        new String[] {"namespace", "result", "step"},
-        new String[] {JavaMapping.labelValue(k.metricName().getNamespace()), "attempted", JavaMapping.labelValue(step)});
+    String name = k.metricName().getName();
+    String ns = JavaMapping.labelValue(k.metricName().getNamespace());
+    if (!naming.metricName(name, "").equals("beam_" + name)) {
+      return Labels.of(
+          new String[] {"beam_metric", "namespace", "result", "step"},
+          new String[] {JavaMapping.labelValue(name), ns, "attempted", JavaMapping.labelValue(step)});
+    }
+    return Labels.of(new String[] {"namespace", "result", "step"}, new String[] {ns, "attempted", JavaMapping.labelValue(step)});
   }
 
   /** The client's snapshots of {@code r}: one per family, data points in the runner's order. */
