@@ -51,6 +51,8 @@ public class ReleaseRaceTest {
       assertNotEquals("a fresh exporter, not the closed one", first, second);
       NativeExporter.release(second, 100);
       releasing.join(5_000);
+    } finally {
+      io.beamprometheus.e2e.ManyPipelinesE2ETest.deleteTree(dir);
     }
   }
 }

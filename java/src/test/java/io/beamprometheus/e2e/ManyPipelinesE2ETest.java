@@ -232,6 +232,15 @@ public class ManyPipelinesE2ETest {
     }
   }
 
+  /** Removes a folder a test made, with everything in it. */
+  public static void deleteTree(Path dir) throws IOException {
+    try (Stream<Path> s = Files.walk(dir)) {
+      for (Path p : (Iterable<Path>) s.sorted(java.util.Comparator.reverseOrder())::iterator) {
+        Files.deleteIfExists(p);
+      }
+    }
+  }
+
   /** One PIPELINE line, parsed. */
   static Map<String, Long> parse(String line) {
     Map<String, Long> m = new TreeMap<>();
@@ -244,12 +253,20 @@ public class ManyPipelinesE2ETest {
 
   @Test(timeout = 600_000)
   public void fiftyPipelinesInOneJvmEachInItsOwnClassLoader() throws Exception {
+    Path tmp = Files.createTempDirectory("many-pipelines");
+    try {
+      fiftyPipelines(tmp);
+    } finally {
+      deleteTree(tmp); // the child's java.io.tmpdir: its perf data and the extracted library
+    }
+  }
+
+  private void fiftyPipelines(Path tmp) throws Exception {
     String cp = System.getProperty("beamprometheus.testClasspath");
     String jobCp = System.getProperty("beamprometheus.jobClasspath");
     String library = System.getProperty("beamprometheus.nativeLibrary");
     assertNotNull("build.gradle passes the classpaths and the library", cp);
     assertTrue(library + " exists", new File(library).isFile());
-    Path tmp = Files.createTempDirectory("many-pipelines");
     String prefix = "many_" + Long.toHexString(System.nanoTime()) + "_";
     String java = System.getProperty("java.home") + File.separator + "bin" + File.separator + "java";
     Process p =
