@@ -7,8 +7,9 @@
 //!
 //! At most `MAX_PENDING` snapshots of a pipeline wait for the mapping thread. A newer snapshot
 //! replaces its pipeline's oldest waiting one beyond that: Beam's values are cumulative, so the
-//! newest snapshot still carries every series' newest value; the replaced one's remote-write samples are counted as
-//! dropped (by the size of the newest mapping) and logged once per episode.
+//! newest snapshot still carries every series' newest value; the replaced one's remote-write
+//! samples are counted as dropped (by the size of the mapping of the snapshot that replaced it,
+//! counted once that is mapped, so also before any mapping has ended) and logged once per episode.
 
 use crate::contract::{self, DecodeError};
 use crate::delivery::Exporter;
@@ -31,6 +32,32 @@ struct State {
     closing: bool,
     /// Snapshots replaced in the current episode (for the log).
     replaced: u64,
+    /// Per pipeline, replaced snapshots whose samples are still to be counted as dropped: by the
+    /// size of that pipeline's next mapping, which covers the snapshot that replaced them.
+    owed: Vec<(i64, u64)>,
+}
+
+impl State {
+    fn owe(&mut self, pipeline: i64, snapshots: u64) {
+        match self.owed.iter_mut().find(|(p, _)| *p == pipeline) {
+            Some((_, n)) => *n += snapshots,
+            None => self.owed.push((pipeline, snapshots)),
+        }
+    }
+
+    fn take_owed(&mut self, pipeline: i64) -> u64 {
+        match self.owed.iter().position(|(p, _)| *p == pipeline) {
+            Some(i) => self.owed.swap_remove(i).1,
+            None => 0,
+        }
+    }
+}
+
+/// Counts `snapshots` replaced snapshots as dropped, each the size of the newest mapping.
+fn count_dropped(exporter: &Exporter, snapshots: u64) {
+    if snapshots > 0 {
+        exporter.stats().samples_dropped.fetch_add(exporter.remote_write_samples_per_snapshot() * snapshots, Relaxed);
+    }
 }
 
 struct Shared {
@@ -100,19 +127,19 @@ impl Intake {
         st.pending.push_back((pipeline, buf));
         let first_of_episode = replaced > 0 && st.replaced == 0;
         st.replaced += replaced;
+        if replaced > 0 {
+            // Counted once the snapshot that replaced them is mapped: only then is its size known
+            // (the newest mapping may be of another pipeline, or not ended yet).
+            st.owe(pipeline, replaced);
+        }
         drop(st);
         self.shared.cv.notify_all();
-        if replaced > 0 {
-            let samples = self.exporter.remote_write_samples_per_snapshot() * replaced;
-            self.exporter.stats().samples_dropped.fetch_add(samples, Relaxed);
-            if first_of_episode {
-                log::warn!(
-                    "snapshots arrive faster than the exporter maps them: the older of {} waiting snapshots was replaced by the newest \
-                     (its {} remote-write samples counted in samples_dropped; the newest carries every series' newest value)",
-                    MAX_PENDING,
-                    samples
-                );
-            }
+        if first_of_episode {
+            log::warn!(
+                "snapshots arrive faster than the exporter maps them: the older of {} waiting snapshots was replaced by the newest \
+                 (its remote-write samples are counted in samples_dropped; the newest carries every series' newest value)",
+                MAX_PENDING
+            );
         }
         Ok(())
     }
@@ -138,12 +165,20 @@ impl Intake {
                 }
                 st = self.shared.cv.wait_timeout(st, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
             }
-            std::mem::take(&mut st.pending)
+            (std::mem::take(&mut st.pending), std::mem::take(&mut st.owed))
         };
+        let (left, mut owed) = left;
         for (pipeline, buf) in left {
             if let Err(e) = self.exporter.export_from(pipeline, Cow::Owned(buf)) {
                 log::error!("{}", e);
             }
+            if let Some(i) = owed.iter().position(|(p, _)| *p == pipeline) {
+                count_dropped(&self.exporter, owed.swap_remove(i).1);
+            }
+        }
+        // Owed for a snapshot the mapping thread still maps at the deadline: its newest size.
+        for (_, n) in owed {
+            count_dropped(&self.exporter, n);
         }
         self.exporter.close(deadline.saturating_duration_since(Instant::now()))
     }
@@ -193,6 +228,8 @@ fn mapping_thread(exporter: &Exporter, shared: &Shared) {
             Err(_) => log::error!("internal error: mapping a snapshot panicked; it was dropped"),
         }
         let mut st = lock(&shared.state);
+        // Before `busy` clears, so a flush that returns has them counted.
+        count_dropped(exporter, st.take_owed(pipeline));
         st.busy = false;
         if st.pending.is_empty() && st.replaced > 0 {
             st.replaced = 0;
