@@ -43,8 +43,8 @@ fn write(name: &str, about: &str, s: Snapshot, java_histograms: J) {
         .map(|m| {
             json!({
                 "kind": kind_name(m),
-                "namespace": m.key.namespace, "name": m.key.name, "step": m.key.step,
-                "labels": m.key.labels.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
+                "namespace": &*m.key.namespace, "name": &*m.key.name, "step": &*m.key.step,
+                "labels": m.key.labels.iter().map(|(k, v)| json!([&**k, &**v])).collect::<Vec<_>>(),
                 "attempted": m.attempted.as_ref().map(value_json),
                 "committed": m.committed.as_ref().map(value_json),
             })

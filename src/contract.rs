@@ -3,7 +3,7 @@
 //! Decoding never panics and never allocates more than the input can justify: every count is
 //! checked against the bytes that remain before anything is reserved.
 
-use crate::model::{Histogram, Kind, Metric, MetricKey, Snapshot, TriePath, Value};
+use crate::model::{Histogram, Kind, Metric, MetricKey, Snapshot, Text, TriePath, Value};
 use std::fmt;
 
 pub const MAGIC: &[u8; 4] = b"BPM1";
@@ -111,19 +111,22 @@ pub fn decode(buf: &[u8]) -> Result<Snapshot, DecodeError> {
     for _ in 0..nstrings {
         strings.push(r.string()?);
     }
+    // Keys share their table entry (one allocation per distinct string); values that Beam
+    // rarely repeats (string-set elements, trie segments) are copied as before.
+    let mut shared: Vec<Option<Text>> = vec![None; nstrings];
     let nmetrics = r.count(18)?;
     let mut metrics = Vec::with_capacity(nmetrics);
     for _ in 0..nmetrics {
         let kind = r.u8()?;
         let key = MetricKey {
-            namespace: string_ref(&mut r, &strings)?,
-            name: string_ref(&mut r, &strings)?,
-            step: string_ref(&mut r, &strings)?,
+            namespace: text_ref(&mut r, &strings, &mut shared)?,
+            name: text_ref(&mut r, &strings, &mut shared)?,
+            step: text_ref(&mut r, &strings, &mut shared)?,
             labels: {
                 let n = r.count(8)?;
                 let mut labels = Vec::with_capacity(n);
                 for _ in 0..n {
-                    labels.push((string_ref(&mut r, &strings)?, string_ref(&mut r, &strings)?));
+                    labels.push((text_ref(&mut r, &strings, &mut shared)?, text_ref(&mut r, &strings, &mut shared)?));
                 }
                 labels
             },
@@ -218,6 +221,16 @@ pub fn split(buf: &[u8], skeleton: &mut Vec<u8>, fields: &mut Vec<f64>) -> Resul
     }
     r.finish()?;
     Ok(time_ms)
+}
+
+/// A reference to table entry `i`, shared: the entry is copied once, on its first reference.
+fn text_ref(r: &mut Reader<'_>, strings: &[String], shared: &mut [Option<Text>]) -> Result<Text, DecodeError> {
+    let i = r.u32()? as usize;
+    match shared.get_mut(i) {
+        Some(Some(t)) => Ok(t.clone()),
+        Some(slot) => Ok(slot.insert(Text::from(strings[i].as_str())).clone()),
+        None => r.err(format!("string index {} out of range ({} strings)", i, strings.len())),
+    }
 }
 
 fn string_ref(r: &mut Reader<'_>, strings: &[String]) -> Result<String, DecodeError> {

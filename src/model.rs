@@ -8,14 +8,19 @@ pub struct Snapshot {
     pub metrics: Vec<Metric>,
 }
 
+/// Shared text: the contract interns strings (a table, referenced by index), and decoding keeps
+/// one allocation per table entry, so the thousands of metrics of one step share its name and
+/// the mapping tells equal texts apart by pointer (naming.rs).
+pub type Text = std::sync::Arc<str>;
+
 /// Beam's `MetricKey`: the metric name (namespace + name) and the step that reported it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct MetricKey {
-    pub namespace: String,
-    pub name: String,
-    pub step: String,
+    pub namespace: Text,
+    pub name: Text,
+    pub step: Text,
     /// `MetricName.getLabels()`, in the runner's order.
-    pub labels: Vec<(String, String)>,
+    pub labels: Vec<(Text, Text)>,
 }
 
 /// A `MetricResult<T>`: the attempted value and, where the runner supports it, the committed one.

@@ -280,16 +280,14 @@ pub fn label_value(raw: &str) -> String {
 }
 
 /// Shared text: label names and values repeat across many series (job, namespace, step), so
-/// samples share them instead of each owning a copy.
-pub type Text = Arc<str>;
+/// samples share them instead of each owning a copy (the snapshot's own, `model::Text`).
+pub use crate::model::Text;
 
 struct Builder<'a> {
     cfg: &'a NamingConfig,
     /// Family name → index into `families`: one hash per metric and family, no key copies.
     index: HashMap<String, usize, FxBuild>,
     families: Vec<FamilyBuild>,
-    /// Interned label texts of this mapping.
-    texts: HashMap<&'a str, Text, FxBuild>,
     /// Constant labels and `job`, the same on every series.
     fixed: Vec<(Text, Text)>,
     /// The label names the mapping itself sets, interned once per mapping.
@@ -342,15 +340,6 @@ impl Keys {
 }
 
 impl<'a> Builder<'a> {
-    fn text(&mut self, s: &'a str) -> Text {
-        if let Some(t) = self.texts.get(s) {
-            return t.clone();
-        }
-        let t: Text = Arc::from(s);
-        self.texts.insert(s, t.clone());
-        t
-    }
-
     /// Distinct entries in order, at most --prometheusSetCap of them; the rest is counted.
     fn first_entries<T: Ord>(&mut self, mut entries: Vec<T>) -> Vec<T> {
         entries.sort();
@@ -407,7 +396,7 @@ impl<'a> Builder<'a> {
         let key = &m.key;
         let mut base: Vec<(Text, Text)> = Vec::with_capacity(self.fixed.len() + 5 + key.labels.len());
         base.extend_from_slice(&self.fixed);
-        let (namespace, step) = (self.text(&key.namespace), self.text(&key.step));
+        let (namespace, step) = (key.namespace.clone(), key.step.clone());
         base.push((self.keys.namespace.clone(), capped(namespace)));
         base.push((self.keys.step.clone(), capped(step)));
         let result = if committed { &self.keys.committed } else { &self.keys.attempted };
@@ -422,11 +411,11 @@ impl<'a> Builder<'a> {
                 name = format!("label_{}", name.trim_start_matches('_'));
             }
             if !base.iter().any(|(b, _)| **b == *name) {
-                base.push((Arc::from(name), capped(self.text(v))));
+                base.push((Arc::from(name), capped(v.clone())));
             }
         }
         if disambiguate {
-            base.push((self.keys.beam_metric.clone(), capped(self.text(&key.name))));
+            base.push((self.keys.beam_metric.clone(), capped(key.name.clone())));
         }
         base.retain(|(_, v)| !v.is_empty());
         base.sort_unstable_by(cmp_label);
@@ -666,7 +655,6 @@ pub fn map(snapshot: &Snapshot, cfg: &NamingConfig) -> Mapped {
         cfg,
         index: HashMap::with_capacity_and_hasher(snapshot.metrics.len(), FxBuild::default()),
         families: Vec::with_capacity(snapshot.metrics.len()),
-        texts: HashMap::default(),
         fixed,
         keys: Keys::new(cfg),
         capped: 0,

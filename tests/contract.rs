@@ -109,7 +109,7 @@ fn decodes_a_hand_built_buffer_per_contract_md() {
     b.metric_head(5, 1).u32(2).u32(2).u32(5).u32(6).u8(1).u32(0).u8(0);
     b.metric_head(6, 1).f64(2.5).u32(2).f64(1.0).i64(3).f64(f64::INFINITY).i64(1);
     let s = decode(&b.0).unwrap();
-    let k = |labels: Vec<(String, String)>| MetricKey { labels, ..key("ns", "c", "step") };
+    let k = |labels: Vec<(String, String)>| MetricKey { labels: texts(&labels), ..key("ns", "c", "step") };
     let expected = Snapshot {
         time_ms: 1_700_000_000_000,
         metrics: vec![

@@ -2,7 +2,7 @@
 
 mod common;
 
-use beam_prometheus::model::{Histogram, Kind, Metric, Snapshot, TriePath, Value};
+use beam_prometheus::model::{Histogram, Kind, Metric, Snapshot, Text, TriePath, Value};
 use beam_prometheus::naming::{
     label_name, label_value, metric_name, stable_hash, FamilyType, NamingConfig, Selection, MAX_LABEL_VALUE_LEN,
     MAX_NAME_LEN, RESERVED_LABELS,
@@ -691,15 +691,15 @@ fn check_mapped(m: &Mapped) -> Result<(), String> {
 
 /// Beam metric labels that need no renaming and cannot merge with one another or with an absent
 /// label (an empty value is the same as no label in Prometheus).
-fn plain_labels(l: &[(String, String)]) -> bool {
-    let names: HashSet<&str> = l.iter().map(|(k, _)| k.as_str()).collect();
+fn plain_labels(l: &[(Text, Text)]) -> bool {
+    let names: HashSet<&str> = l.iter().map(|(k, _)| &**k).collect();
     names.len() == l.len()
         && l.iter().all(|(k, v)| {
             is_valid_label_name(k)
                 && !k.contains("__")
                 && !k.starts_with("label_")
-                && !RESERVED_LABELS.contains(&k.as_str())
-                && k != "env"
+                && !RESERVED_LABELS.contains(&&**k)
+                && &**k != "env"
                 && !v.is_empty()
         })
 }
@@ -909,10 +909,11 @@ fn series_of(s: &Snapshot, cfg: &NamingConfig) -> BTreeSet<(String, Vec<(String,
 /// The same key with `.` and `_` swapped in the name: a metric that sanitizes alike.
 fn twin(m: &Metric) -> Metric {
     let mut t = m.clone();
-    t.key.name = m.key.name.chars().map(|c| match c { '.' => '_', '_' => '.', c => c }).collect();
-    if t.key.name == m.key.name {
-        t.key.name.push('.');
+    let mut name: String = m.key.name.chars().map(|c| match c { '.' => '_', '_' => '.', c => c }).collect();
+    if *name == *m.key.name {
+        name.push('.');
     }
+    t.key.name = name.into();
     t
 }
 

@@ -29,7 +29,7 @@ fn counters(time_ms: i64, c: &[(&str, i64)]) -> Snapshot {
 
 /// name -> attempted value, of a snapshot's metrics.
 fn values(s: &Snapshot) -> BTreeMap<String, Value> {
-    s.metrics.iter().map(|m| (m.key.name.clone(), m.attempted.clone().unwrap())).collect()
+    s.metrics.iter().map(|m| (m.key.name.to_string(), m.attempted.clone().unwrap())).collect()
 }
 
 fn hist(bounds: &[f64], counts: &[i64], sum: f64) -> Value {
@@ -110,7 +110,7 @@ fn the_same_metric_of_two_pipelines_combines_as_beam_combines_workers() {
     write(&mut p, 1, &s1);
     let u = write(&mut p, 2, &s2);
     assert_eq!(u.time_ms, 2000);
-    let c = u.metrics.iter().find(|m| m.key.name == "c").unwrap();
+    let c = u.metrics.iter().find(|m| &*m.key.name == "c").unwrap();
     assert_eq!(c.committed, Some(Value::Counter(2)));
     let v = values(&u);
     assert_eq!(v["c"], Value::Counter(7));
@@ -227,7 +227,7 @@ fn arb_disjoint() -> impl Strategy<Value = Vec<Snapshot>> {
             let mut seen = BTreeSet::new();
             s.metrics.retain(|m| m.kind().is_some());
             for m in &mut s.metrics {
-                m.key.namespace = format!("p{}/{}", i, m.key.namespace);
+                m.key.namespace = format!("p{}/{}", i, m.key.namespace).into();
                 if let (Some(a), Some(c)) = (&m.attempted, &m.committed) {
                     if a.kind() != c.kind() {
                         m.committed = None;

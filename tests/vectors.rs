@@ -59,7 +59,7 @@ fn load(path: &std::path::Path) -> (Vec<u8>, Snapshot) {
                         .as_array()
                         .unwrap()
                         .iter()
-                        .map(|p| (p[0].as_str().unwrap().to_string(), p[1].as_str().unwrap().to_string()))
+                        .map(|p| (p[0].as_str().unwrap().into(), p[1].as_str().unwrap().into()))
                         .collect(),
                 },
                 attempted: value(kind, &m["attempted"]),

@@ -2,7 +2,7 @@
 //! tiny HTTP/1.1 server on 127.0.0.1 (std only).
 #![allow(dead_code)]
 
-use beam_prometheus::model::{Histogram, Kind, Metric, MetricKey, Snapshot, TriePath, Value};
+use beam_prometheus::model::{Histogram, Kind, Metric, MetricKey, Snapshot, Text, TriePath, Value};
 use beam_prometheus::naming::{NamingConfig, Selection};
 use proptest::prelude::*;
 use std::io::{Read, Write};
@@ -20,7 +20,12 @@ pub fn key(namespace: &str, name: &str, step: &str) -> MetricKey {
 }
 
 pub fn key_with_labels(namespace: &str, name: &str, step: &str, l: &[(&str, &str)]) -> MetricKey {
-    MetricKey { labels: pairs(l), ..key(namespace, name, step) }
+    MetricKey { labels: texts(&pairs(l)), ..key(namespace, name, step) }
+}
+
+/// Label pairs as the model holds them (shared texts).
+pub fn texts(l: &[(String, String)]) -> Vec<(Text, Text)> {
+    l.iter().map(|(k, v)| (Text::from(k.as_str()), Text::from(v.as_str()))).collect()
 }
 
 pub fn metric(namespace: &str, name: &str, step: &str, attempted: Option<Value>, committed: Option<Value>) -> Metric {
@@ -192,7 +197,7 @@ pub fn arb_value(kind: Kind, allow_nan: bool) -> BoxedStrategy<Value> {
 pub fn arb_metric(allow_nan: bool) -> BoxedStrategy<Metric> {
     (arb_name(), arb_name(), arb_name(), arb_metric_labels(), arb_kind())
         .prop_flat_map(move |(ns, name, step, labels, kind)| {
-            let key = MetricKey { labels, ..key(&ns, &name, &step) };
+            let key = MetricKey { labels: texts(&labels), ..key(&ns, &name, &step) };
             (Just(key), arb_value(kind, allow_nan), arb_value(kind, allow_nan), 1u8..=3)
         })
         .prop_map(|(key, a, c, presence)| Metric {
