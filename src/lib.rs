@@ -15,5 +15,6 @@ pub mod pushgateway;
 pub mod remote_write;
 pub mod remote_write_v2;
 pub mod reuse;
+pub mod series_order;
 
 mod jni;

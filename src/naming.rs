@@ -3,6 +3,7 @@
 //! The mapping is documented in README.md ("Metric mapping").
 
 use crate::model::{Metric, Snapshot, Value};
+use crate::series_order;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -295,6 +296,8 @@ struct Builder<'a> {
     capped: u64,
     /// The snapshot's fields (see `Source::Field`).
     fields: Vec<f64>,
+    /// The texts of the series' sort keys (`series_order`).
+    texts: series_order::Texts,
     /// Reused for the series names of one metric (stem + suffix).
     scratch: String,
 }
@@ -304,6 +307,8 @@ struct Builder<'a> {
 struct FamilyBuild {
     family: Family,
     names: Vec<Text>,
+    /// Its series' sort keys, taken as they are pushed (`series_order`).
+    keys: series_order::Keys,
 }
 
 struct Keys {
@@ -361,7 +366,7 @@ impl<'a> Builder<'a> {
         }
         let i = self.families.len();
         let f = Family { name: self.scratch.clone(), typ, help: help(), unit: "", samples: Vec::new() };
-        self.families.push(FamilyBuild { family: f, names: Vec::new() });
+        self.families.push(FamilyBuild { family: f, names: Vec::new(), keys: series_order::Keys::default() });
         self.index.insert(self.scratch.clone(), i);
         i
     }
@@ -381,7 +386,9 @@ impl<'a> Builder<'a> {
     }
 
     fn push(&mut self, fam: usize, s: Sample) {
-        self.families[fam].family.samples.push(s);
+        let f = &mut self.families[fam];
+        f.keys.push(&s, &mut self.texts);
+        f.family.samples.push(s);
     }
 
     /// A sample whose value is field `at` of the snapshot.
@@ -533,17 +540,6 @@ fn cmp_label(a: &(Text, Text), b: &(Text, Text)) -> std::cmp::Ordering {
     cmp_text(&a.0, &b.0).then_with(|| cmp_text(&a.1, &b.1))
 }
 
-/// `Ord` of label lists (lexicographic, then by length), as `Vec`'s own.
-fn cmp_labels(a: &[(Text, Text)], b: &[(Text, Text)]) -> std::cmp::Ordering {
-    for (x, y) in a.iter().zip(b) {
-        match cmp_label(x, y) {
-            std::cmp::Ordering::Equal => {}
-            o => return o,
-        }
-    }
-    a.len().cmp(&b.len())
-}
-
 fn with_extra(name: &Text, base: &[(Text, Text)], extra: &[(Text, Text)], value: f64) -> Sample {
     let mut labels = Vec::with_capacity(base.len() + extra.len());
     labels.extend_from_slice(base);
@@ -659,6 +655,7 @@ pub fn map(snapshot: &Snapshot, cfg: &NamingConfig) -> Mapped {
         keys: Keys::new(cfg),
         capped: 0,
         fields: Vec::with_capacity(snapshot.metrics.len() * 2),
+        texts: series_order::Texts::default(),
         scratch: String::new(),
     };
     // Every value's fields, also those not selected, so that field indices depend on the
@@ -687,18 +684,22 @@ pub fn map(snapshot: &Snapshot, cfg: &NamingConfig) -> Mapped {
         }
     }
     let mut duplicates = 0u64;
-    let mut families: Vec<Family> = b.families.into_iter().map(|f| f.family).collect();
-    families.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-    for f in &mut families {
+    let rank = b.texts.ranks();
+    let mut families: Vec<Family> = Vec::with_capacity(b.families.len());
+    for FamilyBuild { mut family, keys, .. } in b.families {
         // Stable order; an exact duplicate series would make a receiver reject the whole batch.
-        if f.typ == FamilyType::Histogram {
-            f.samples.sort_by(histogram_order);
+        if family.typ == FamilyType::Histogram {
+            family.samples.sort_by(histogram_order);
+            let before = family.samples.len();
+            family.samples.dedup_by(|a, b| a.name == b.name && a.labels == b.labels);
+            duplicates += (before - family.samples.len()) as u64;
+        } else if keys.len() == family.samples.len() {
+            duplicates += keys.sort_and_dedup(&mut family.samples, &rank);
         } else {
-            f.samples.sort_unstable_by(|a, b| cmp_text(&a.name, &b.name).then_with(|| cmp_labels(&a.labels, &b.labels)));
+            duplicates += series_order::sort_and_dedup(&mut family.samples);
         }
-        let before = f.samples.len();
-        f.samples.dedup_by(|a, b| a.name == b.name && a.labels == b.labels);
-        duplicates += (before - f.samples.len()) as u64;
+        families.push(family);
     }
+    families.sort_unstable_by(|a, b| a.name.cmp(&b.name));
     Mapped { families, capped: b.capped, duplicates }
 }

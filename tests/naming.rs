@@ -974,3 +974,39 @@ fn utf8_names_keep_beam_names_verbatim() {
     let n = beam_prometheus::naming::metric_name_utf8("beam", &long, "_total");
     assert!(n.len() <= beam_prometheus::naming::MAX_NAME_LEN && n.ends_with("_total"), "{}", n);
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// `series_order` sorts by ranks of texts: the result must be that of sorting by the texts'
+    /// bytes, whether equal texts share one allocation or not, and must drop exactly the
+    /// duplicates (the first of equal series kept).
+    #[test]
+    fn prop_ranked_series_order_is_the_byte_order(
+        rows in prop::collection::vec(
+            (0usize..4, prop::collection::vec((0usize..3, 0usize..5), 0..4), any::<bool>()),
+            0..60,
+        )
+    ) {
+        use beam_prometheus::naming::Sample;
+        // A few texts with shared prefixes; each used shared or as a fresh copy.
+        let pool: Vec<Text> = ["a", "ab", "abc", "b", "Stage1/ParDo(x)", "Stage1/ParDo(y)", "_", "z"].iter().map(|s| Text::from(*s)).collect();
+        let pick = |i: usize, fresh: bool| -> Text { if fresh { Text::from(&*pool[i]) } else { pool[i].clone() } };
+        let mut samples: Vec<Sample> = rows
+            .iter()
+            .enumerate()
+            .map(|(n, (name, labels, fresh))| {
+                let mut l: Vec<(Text, Text)> = labels.iter().map(|&(k, v)| (pick(k + 5, *fresh), pick(v, !*fresh))).collect();
+                l.sort_by(|a, b| a.0.cmp(&b.0));
+                l.dedup_by(|a, b| a.0 == b.0);
+                Sample::new(pick(*name, *fresh), l, n as f64)
+            })
+            .collect();
+        let mut expected = samples.clone();
+        expected.sort_by(|a, b| (&a.name, &a.labels).cmp(&(&b.name, &b.labels)));
+        expected.dedup_by(|b, a| a.name == b.name && a.labels == b.labels);
+        let dropped = beam_prometheus::series_order::sort_and_dedup(&mut samples);
+        prop_assert_eq!(dropped as usize, rows.len() - expected.len());
+        prop_assert_eq!(samples, expected);
+    }
+}
