@@ -628,7 +628,6 @@ pub fn map(snapshot: &Snapshot, cfg: &NamingConfig) -> Mapped {
     // Every suffix fits the room metric_name keeps, so a name is its stem plus the kind's suffix:
     // sanitize each Beam name once.
     let name = if cfg.utf8_names { metric_name_utf8 } else { metric_name };
-    let stems: Vec<String> = snapshot.metrics.iter().map(|m| name(&cfg.prefix, &m.key.name, "")).collect();
     // Two Beam names that sanitize alike ("a.b", "a_b") in one namespace and step would be one
     // series. A metric whose name the sanitizer changed carries it in `beam_metric`; one exported
     // verbatim does not. That decides on the metric alone, so a metric appearing later never
@@ -644,6 +643,22 @@ pub fn map(snapshot: &Snapshot, cfg: &NamingConfig) -> Mapped {
     };
     let renamed =
         |name: &str, stem: &str| !(stem.len() == verbatim_prefix.len() + name.len() && stem.starts_with(&verbatim_prefix) && stem.ends_with(name));
+    // Per metric, its stem and whether its name was renamed, computed once per distinct name:
+    // the metrics of every step share their names' texts (`model::Text`), found by address.
+    let mut stems: Vec<(String, bool)> = Vec::new();
+    let mut stem_of_name: HashMap<usize, usize, FxBuild> = HashMap::default();
+    let stem_ids: Vec<usize> = snapshot
+        .metrics
+        .iter()
+        .map(|m| {
+            *stem_of_name.entry(Arc::as_ptr(&m.key.name) as *const u8 as usize).or_insert_with(|| {
+                let stem = name(&cfg.prefix, &m.key.name, "");
+                let clash = renamed(&m.key.name, &stem);
+                stems.push((stem, clash));
+                stems.len() - 1
+            })
+        })
+        .collect();
     let mut fixed: Vec<(Text, Text)> =
         cfg.const_labels.iter().map(|(k, v)| (Arc::from(k.as_str()), Arc::from(label_value(v)))).collect();
     fixed.push((Arc::from("job"), Arc::from(label_value(&cfg.job))));
@@ -671,11 +686,11 @@ pub fn map(snapshot: &Snapshot, cfg: &NamingConfig) -> Mapped {
             v.fields(&mut b.fields);
         }
     }
-    for ((m, stem), (a, c)) in snapshot.metrics.iter().zip(&stems).zip(at) {
+    for ((m, stem_id), (a, c)) in snapshot.metrics.iter().zip(stem_ids).zip(at) {
         if m.kind().is_none() {
             continue;
         }
-        let clash = renamed(&m.key.name, stem);
+        let (stem, clash) = (&stems[stem_id].0, stems[stem_id].1);
         if let (true, Some(v)) = (cfg.selection != Selection::Committed, &m.attempted) {
             b.metric(m, v, a, false, clash, stem);
         }
