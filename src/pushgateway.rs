@@ -63,7 +63,7 @@ pub fn render(mapped: &Mapped, grouping_labels: &[&str]) -> String {
         out.push(' ');
         out.push_str(type_word(f.typ));
         out.push('\n');
-        for s in &f.samples {
+        for s in crate::naming::prefetched(&f.samples) {
             out.push_str(&s.name);
             let mut first = true;
             for (k, v) in s.labels.iter().filter(|(k, _)| !grouping_labels.contains(&&**k)) {
@@ -187,7 +187,7 @@ impl PushPlan {
             let mut metrics = Vec::with_capacity(f.samples.len());
             match f.typ {
                 FamilyType::Counter | FamilyType::Gauge | FamilyType::Info => {
-                    for s in &f.samples {
+                    for s in crate::naming::prefetched(&f.samples) {
                         let slot = if f.typ == FamilyType::Counter { Slot::Counter(next) } else { Slot::Gauge(next) };
                         metrics.push((encode_labels(&mut s.labels.iter(), &mut scratch), slot));
                         next += 1;
@@ -195,7 +195,7 @@ impl PushPlan {
                 }
                 FamilyType::Summary | FamilyType::Histogram => {
                     index.clear();
-                    for s in &f.samples {
+                    for s in crate::naming::prefetched(&f.samples) {
                         let key: Labels = s.labels.iter().filter(|(k, _)| &**k != "le").collect();
                         let at = match index.get(&key) {
                             Some(at) => *at,

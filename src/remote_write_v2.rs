@@ -73,7 +73,7 @@ impl Plan {
         let mut refs: Vec<u32> = Vec::new();
         let mut i = 0usize;
         for f in &mapped.families {
-            for s in &f.samples {
+            for s in crate::naming::prefetched(&f.samples) {
                 if chunk.ends.len() == per_request {
                     chunk.symbols = encode_symbols(&table);
                     chunks.push(std::mem::take(&mut chunk));

@@ -95,8 +95,7 @@ impl MappingCache {
         let values = self.mapped.values();
         let MappingCache { mapped, remote_write: rw, encoder, .. } = self;
         let (labels, metadata) = rw.get_or_insert_with(|| {
-            let samples = mapped.families.iter().flat_map(|f| f.samples.iter());
-            (remote_write::SeriesLabels::new(samples, mapped.sample_count()), remote_write::metadata_bytes(&remote_write::metadata(mapped)))
+            (remote_write::SeriesLabels::new(mapped.series(), mapped.sample_count()), remote_write::metadata_bytes(&remote_write::metadata(mapped)))
         });
         values
             .chunks(per_request.max(1))

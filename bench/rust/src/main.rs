@@ -58,8 +58,7 @@ fn requests(mapped: &Mapped, time_ms: i64) -> Vec<WriteRequest> {
 /// labels encoded (`remote_write::SeriesLabels`), then requests of CHUNK series from one
 /// `remote_write::Encoder`, metadata in the first.
 fn encode_mapped(mapped: &Mapped, time_ms: i64) -> Vec<Vec<u8>> {
-    let samples = mapped.families.iter().flat_map(|f| f.samples.iter());
-    let labels = remote_write::SeriesLabels::new(samples, mapped.sample_count());
+    let labels = remote_write::SeriesLabels::new(mapped.series(), mapped.sample_count());
     let metadata = remote_write::metadata_bytes(&remote_write::metadata(mapped));
     let mut encoder = remote_write::Encoder::default();
     mapped
