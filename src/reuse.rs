@@ -11,9 +11,6 @@ use crate::remote_write;
 use crate::remote_write_v2;
 use std::collections::HashMap;
 
-/// Remote-write bodies of snapshots of at least this many series are encoded on two threads.
-pub const PARALLEL_FROM: usize = 8000;
-
 #[derive(Default)]
 pub struct MappingCache {
     /// Of the mapped snapshot; empty when there is none to compare with.
@@ -25,8 +22,6 @@ pub struct MappingCache {
     /// Every series' encoded labels and the encoded metadata of `mapped`, built on first use.
     remote_write: Option<(remote_write::SeriesLabels, Vec<u8>)>,
     encoder: remote_write::Encoder,
-    /// The second core's, for snapshots of `PARALLEL_FROM` series or more.
-    helper_encoder: remote_write::Encoder,
     /// The Pushgateway protobuf body's structure, built on first use.
     push_plan: Option<pushgateway::PushPlan>,
     /// Remote-write 2.0: every request's symbols and series encoded once per mapping.
@@ -98,40 +93,19 @@ impl MappingCache {
     /// Each body comes with its number of series.
     pub fn remote_write_bodies(&mut self, time_ms: i64, per_request: usize, stale: bool) -> Vec<(Vec<u8>, usize)> {
         let values = self.mapped.values();
-        let MappingCache { mapped, remote_write: rw, encoder, helper_encoder: helper, .. } = self;
+        let MappingCache { mapped, remote_write: rw, encoder, .. } = self;
         let (labels, metadata) = rw.get_or_insert_with(|| {
             (remote_write::SeriesLabels::new(mapped.series(), mapped.sample_count()), remote_write::metadata_bytes(&remote_write::metadata(mapped)))
         });
-        let per_request = per_request.max(1);
-        let chunks: Vec<(usize, &[f64])> = values.chunks(per_request).enumerate().collect();
-        let (labels, metadata) = (&*labels, &metadata[..]);
-        let encode_all = |encoder: &mut remote_write::Encoder, part: &[(usize, &[f64])]| -> Vec<(Vec<u8>, usize)> {
-            part.iter()
-                .map(|&(i, chunk)| {
-                    let meta: &[u8] = if i == 0 && !stale { metadata } else { &[] };
-                    (encoder.encode(labels, i * per_request, chunk.iter().copied(), time_ms, meta, stale), chunk.len())
-                })
-                .collect()
-        };
-        if values.len() < PARALLEL_FROM || chunks.len() < 2 {
-            return encode_all(encoder, &chunks);
-        }
-        // Large snapshots: the second half of the requests on a second core (each request is
-        // independent; the exporter's mapping thread waits for both, the runner for neither).
-        let (first, second) = chunks.split_at(chunks.len() / 2);
-        let helper = &mut *helper;
-        std::thread::scope(|scope| {
-            let other = std::thread::Builder::new()
-                .name("beam-prometheus-encode".into())
-                .spawn_scoped(scope, || encode_all(helper, second));
-            let mut out = encode_all(encoder, first);
-            match other.map_err(|e| e.to_string()).and_then(|h| h.join().map_err(|_| "panicked".to_string())) {
-                Ok(rest) => out.extend(rest),
-                // No second thread here: the rest on this one.
-                Err(_) => out.extend(encode_all(encoder, second)),
-            }
-            out
-        })
+        values
+            .chunks(per_request.max(1))
+            .enumerate()
+            .map(|(i, chunk)| {
+                let meta: &[u8] = if i == 0 && !stale { metadata } else { &[] };
+                let body = encoder.encode(labels, i * per_request.max(1), chunk.iter().copied(), time_ms, meta, stale);
+                (body, chunk.len())
+            })
+            .collect()
     }
 
     /// Like `remote_write_bodies`, in remote-write 2.0 (`remote_write_v2`), metadata on every
