@@ -10,7 +10,7 @@ pub struct Snapshot {
 
 /// Shared text: the contract interns strings (a table, referenced by index), and decoding keeps
 /// one allocation per table entry, so the thousands of metrics of one step share its name and
-/// the mapping tells equal texts apart by pointer (naming.rs).
+/// the mapping recognises equal texts by their address (naming.rs, series_order.rs).
 pub type Text = std::sync::Arc<str>;
 
 /// Beam's `MetricKey`: the metric name (namespace + name) and the step that reported it.
