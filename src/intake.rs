@@ -46,10 +46,15 @@ impl State {
     }
 
     fn take_owed(&mut self, pipeline: i64) -> u64 {
-        match self.owed.iter().position(|(p, _)| *p == pipeline) {
-            Some(i) => self.owed.swap_remove(i).1,
-            None => 0,
-        }
+        take_owed(&mut self.owed, pipeline)
+    }
+}
+
+/// Removes and returns what `owed` holds for `pipeline` (0 if nothing).
+fn take_owed(owed: &mut Vec<(i64, u64)>, pipeline: i64) -> u64 {
+    match owed.iter().position(|(p, _)| *p == pipeline) {
+        Some(i) => owed.swap_remove(i).1,
+        None => 0,
     }
 }
 
@@ -154,7 +159,7 @@ impl Intake {
     /// exporter (`Exporter::close`) with what is left of `timeout`.
     pub fn close(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
-        let left = {
+        let (left, mut owed) = {
             let mut st = lock(&self.shared.state);
             st.closing = true;
             self.shared.cv.notify_all();
@@ -167,14 +172,11 @@ impl Intake {
             }
             (std::mem::take(&mut st.pending), std::mem::take(&mut st.owed))
         };
-        let (left, mut owed) = left;
         for (pipeline, buf) in left {
             if let Err(e) = self.exporter.export_from(pipeline, Cow::Owned(buf)) {
                 log::error!("{}", e);
             }
-            if let Some(i) = owed.iter().position(|(p, _)| *p == pipeline) {
-                count_dropped(&self.exporter, owed.swap_remove(i).1);
-            }
+            count_dropped(&self.exporter, take_owed(&mut owed, pipeline));
         }
         // Owed for a snapshot the mapping thread still maps at the deadline: its newest size.
         for (_, n) in owed {
