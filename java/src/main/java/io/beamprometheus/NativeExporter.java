@@ -77,6 +77,11 @@ public final class NativeExporter {
     }
   }
 
+  /** Whether the native library is loaded (a sink that could not load it exports nothing). */
+  static synchronized boolean isLoaded() {
+    return loaded;
+  }
+
   /**
    * Loads the native library once; {@code explicitPath} (or the system property) wins over the
    * jar's. A failure is remembered and thrown again (same message) to every later caller, so a
@@ -230,7 +235,15 @@ public final class NativeExporter {
   /** Under the class lock: the JVM-exit hook, registered with the first exporter. */
   private static void hookIfNeeded() {
     if (shutdownHook == null) {
-      Thread hook = new Thread(() -> closeAll(SHUTDOWN_FLUSH_MILLIS), "beam-prometheus-shutdown");
+      Thread hook =
+          new Thread(
+              () -> {
+                // The push Beam's Flink runner makes only once a job has ended must not come
+                // after the exporters closed (SinkWrites).
+                SinkWrites.awaitFirstPushes(SinkWrites.FIRST_PUSH_AT_EXIT_MILLIS);
+                closeAll(SHUTDOWN_FLUSH_MILLIS);
+              },
+              "beam-prometheus-shutdown");
       try {
         Runtime.getRuntime().addShutdownHook(hook);
         shutdownHook = hook;

@@ -22,10 +22,11 @@ import org.slf4j.LoggerFactory;
  * }</pre>
  *
  * When {@code --metricsSink} is {@link PrometheusMetricsSink} and the runner runs MetricsPusher
- * (Flink attached, Spark), the sink already exports: the poller then does nothing, so nothing is
- * sent twice, except once more at the end of a Spark streaming pipeline (whose MetricsPusher can
- * miss the last batches). A detached Flink submission runs no MetricsPusher, so there the poller
- * exports.
+ * (Flink attached, Spark), the sink already exports: the poller then exports nothing, so nothing
+ * is sent twice, except once more at the end of a Spark streaming pipeline (whose MetricsPusher
+ * can miss the last batches); its finish waits, bounded, for the sink's push of the final values,
+ * which MetricsPusher makes from a daemon thread after the pipeline has ended. A detached Flink
+ * submission runs no MetricsPusher, so there the poller exports.
  */
 public final class PrometheusMetricsPoller implements AutoCloseable {
   private static final Logger LOG = LoggerFactory.getLogger(PrometheusMetricsPoller.class);
@@ -38,6 +39,16 @@ public final class PrometheusMetricsPoller implements AutoCloseable {
   /** How long the final export waits for a runner's final metrics to reach the result. */
   static final long FINAL_METRICS_WAIT_MILLIS = 10_000;
   private boolean finished;
+  /**
+   * Idle beside the sink: finish() waits, at most a push period and {@link #SINK_PUSH_MARGIN_MILLIS},
+   * for the sink's push of the final values, which Beam's MetricsPusher makes from a daemon thread
+   * after the pipeline has ended and which a returning main would race (SinkWrites).
+   */
+  private final boolean awaitSinkPush;
+  /** Attached Flink: MetricsPusher starts once the job has ended, so its every push is final. */
+  private final boolean everySinkPushIsFinal;
+  private final long pushPeriodMillis;
+  static final long SINK_PUSH_MARGIN_MILLIS = 2_000;
   /** Counted down once the exporter is released: a second finish() waits for the first. */
   private final java.util.concurrent.CountDownLatch released = new java.util.concurrent.CountDownLatch(1);
   private static final RuntimeException ALREADY = new RuntimeException("finished before");
@@ -50,16 +61,19 @@ public final class PrometheusMetricsPoller implements AutoCloseable {
       PipelineResult result, PrometheusExporterOptions options, boolean active, boolean finalOnly) {
     this.result = result;
     this.pipeline = options.getOptionsId();
+    long period = Math.max(1, options.getMetricsPushPeriod() == null ? 5 : options.getMetricsPushPeriod());
+    this.pushPeriodMillis = period * 1000;
+    this.awaitSinkPush = !active && !finalOnly;
+    this.everySinkPushIsFinal = RunnerModes.pusherStartsAfterEnd(options);
     this.handle = active || finalOnly ? NativeExporter.acquireOrDisabled(options) : NativeExporter.DISABLED;
     if (!active || handle == NativeExporter.DISABLED) {
       this.scheduler = null;
-      this.finished = !finalOnly || handle == NativeExporter.DISABLED;
+      this.finished = handle == NativeExporter.DISABLED && !awaitSinkPush;
       if (finished) {
         released.countDown();
       }
       return;
     }
-    long period = Math.max(1, options.getMetricsPushPeriod() == null ? 5 : options.getMetricsPushPeriod());
     this.scheduler =
         Executors.newSingleThreadScheduledExecutor(
             r -> {
@@ -81,7 +95,7 @@ public final class PrometheusMetricsPoller implements AutoCloseable {
     if (finalOnly) {
       LOG.info("{} exports through --metricsSink while running; the poller exports the final values", o.getRunner().getSimpleName());
     } else if (sinkExports) {
-      LOG.info("{} exports through --metricsSink already; the poller stays idle", o.getRunner().getSimpleName());
+      LOG.info("{} exports through --metricsSink already; the poller only waits for its final push", o.getRunner().getSimpleName());
     }
     return new PrometheusMetricsPoller(result, o, !sinkExports, finalOnly);
   }
@@ -161,6 +175,24 @@ public final class PrometheusMetricsPoller implements AutoCloseable {
     NativeExporter.export(handle, pipeline, SnapshotEncoder.encode(r, System.currentTimeMillis()));
   }
 
+  /**
+   * Waits for the sink's push that follows the pipeline's end: on attached Flink any push (the
+   * first comes at once), elsewhere one begun from now on (MetricsPusher's next period). A
+   * pipeline without metrics is never pushed, so there is nothing to wait for.
+   */
+  private void awaitSinkPush() {
+    long since = everySinkPushIsFinal ? Long.MIN_VALUE : System.currentTimeMillis();
+    if (!NativeExporter.isLoaded() || isEmpty(query())) {
+      return;
+    }
+    long timeout = pushPeriodMillis + SINK_PUSH_MARGIN_MILLIS;
+    if (SinkWrites.awaitWrite(pipeline, since, timeout)) {
+      LOG.debug("the sink pushed the pipeline's final metrics");
+    } else {
+      LOG.warn("the sink did not push the pipeline's final metrics within {} ms of its end; they may be missing", timeout);
+    }
+  }
+
   private static boolean isEmpty(MetricQueryResults r) {
     return !r.getCounters().iterator().hasNext()
         && !r.getDistributions().iterator().hasNext()
@@ -189,7 +221,11 @@ public final class PrometheusMetricsPoller implements AutoCloseable {
       scheduler.shutdown();
     }
     try {
-      exportFinal();
+      if (awaitSinkPush) {
+        awaitSinkPush();
+      } else {
+        exportFinal();
+      }
     } catch (RuntimeException e) {
       failure = e;
     }

@@ -44,6 +44,9 @@ public class PrometheusMetricsSink implements MetricsSink, AutoCloseable {
     this.lastWrite = System.currentTimeMillis();
     if (!disabled) {
       watchIdleness();
+      if (RunnerModes.pusherStartsAfterEnd(options)) {
+        SinkWrites.firstPushDue(pipeline);
+      }
     }
     RunnerModes.warnIfExportOnlyAtEnd(options);
   }
@@ -58,10 +61,17 @@ public class PrometheusMetricsSink implements MetricsSink, AutoCloseable {
     if (idle != null && idle < 0) {
       throw new IllegalArgumentException("--prometheusIdleCloseSeconds: " + idle + " is negative (0 disables)");
     }
+    long period = o.getMetricsPushPeriod() == null ? 5 : o.getMetricsPushPeriod();
+    if (idle != null && idle > 0 && idle < 2 * period) {
+      // Shorter, and a push a little late finds the exporter closed: its series ended
+      // (staleness markers, group deletion) between two pushes of a live pipeline.
+      throw new IllegalArgumentException(
+          "--prometheusIdleCloseSeconds: " + idle + " is less than twice --metricsPushPeriod (" + period
+              + " s), so the exporter would close between pushes; use at least " + 2 * period + " (0 disables)");
+    }
     if (idle != null) {
       return idle * 1000;
     }
-    long period = o.getMetricsPushPeriod() == null ? 5 : o.getMetricsPushPeriod();
     return Math.max(30, 6 * period) * 1000;
   }
 
@@ -81,6 +91,7 @@ public class PrometheusMetricsSink implements MetricsSink, AutoCloseable {
       handle = 0;
       watch.cancel(false);
     }
+    SinkWrites.gone(pipeline);
     // Outside the lock, on a thread of its own: a write meanwhile takes a fresh share (acquire
     // waits for this close if it was the last share), and other sinks' checks do not queue behind
     // a final delivery of up to SHUTDOWN_FLUSH_MILLIS.
@@ -101,7 +112,15 @@ public class PrometheusMetricsSink implements MetricsSink, AutoCloseable {
       lastWrite = System.currentTimeMillis();
       h = handle;
     }
-    NativeExporter.export(h, pipeline, SnapshotEncoder.encode(metricQueryResults, System.currentTimeMillis()));
+    // Taken after acquire: a new exporter's samples come after the staleness markers of the one
+    // it replaced (acquire waits for that close), which Prometheus would otherwise reject.
+    long now = System.currentTimeMillis();
+    try {
+      NativeExporter.export(h, pipeline, SnapshotEncoder.encode(metricQueryResults, now));
+    } finally {
+      // Also when it failed: a poller or the exit hook waiting for this push stops waiting.
+      SinkWrites.written(pipeline, now);
+    }
   }
 
   /** Waits until everything queued so far is delivered (or dropped); false on timeout. */
@@ -162,6 +181,7 @@ public class PrometheusMetricsSink implements MetricsSink, AutoCloseable {
       h = handle;
       handle = 0;
     }
+    SinkWrites.gone(pipeline);
     if (h != 0) {
       NativeExporter.release(h, NativeExporter.SHUTDOWN_FLUSH_MILLIS);
     }

@@ -43,7 +43,8 @@ final class RunnerModes {
    * the poller exports even with --metricsSink set.
    */
   static boolean sinkExports(PrometheusExporterOptions o, PipelineResult result) {
-    return metricsSink(o) == PrometheusMetricsSink.class
+    Class<?> sink = metricsSink(o);
+    return sink != null && PrometheusMetricsSink.class.isAssignableFrom(sink)
         && PUSHER_RUNNERS.contains(runner(o))
         && !result.getClass().getSimpleName().equals("FlinkDetachedRunnerResult");
   }
@@ -59,6 +60,15 @@ final class RunnerModes {
     } catch (IllegalArgumentException e) {
       return null;
     }
+  }
+
+  /**
+   * Beam's Flink runner builds and starts MetricsPusher only once an attached job has ended
+   * (FlinkPipelineExecutionEnvironment.createAttachedPipelineResult; a detached job runs none):
+   * its first push, at once on a daemon thread, carries the final values and races the JVM's exit.
+   */
+  static boolean pusherStartsAfterEnd(PipelineOptions o) {
+    return runner(o).endsWith("FlinkRunner");
   }
 
   /**

@@ -33,7 +33,7 @@ public final class ManyPipelinesDriver {
     o.setPrometheusRemoteWriteUrl(remoteWrite);
     o.setPrometheusDeleteOnEnd(true);
     o.setPrometheusStaleOnEnd(true);
-    o.setPrometheusIdleCloseSeconds(1L);
+    o.setPrometheusIdleCloseSeconds(2L); // the least for a 1 s push period
     o.setPrometheusSelfMetrics(false);
     o.setPrometheusGroupingKey(java.util.Collections.singletonMap("instance", "many-pipelines"));
     if (libraryPath != null) {

@@ -3,11 +3,13 @@ package io.beamprometheus.e2e;
 import static org.junit.Assert.assertEquals;
 import static org.junit.Assert.assertNotNull;
 import static org.junit.Assert.assertTrue;
+import static org.junit.Assert.fail;
 
 import java.io.BufferedReader;
 import java.io.File;
 import java.io.IOException;
 import java.io.InputStreamReader;
+import java.net.URLEncoder;
 import java.lang.ref.WeakReference;
 import java.lang.management.ManagementFactory;
 import java.net.URL;
@@ -332,7 +334,18 @@ public class ManyPipelinesE2ETest {
       String series = "beam_elements_total{job=~\"" + prefix + ".*\"," + way + "}";
       List<Servers.Sample> finals =
           Servers.await("max_over_time(" + series + "[10m]) == " + ELEMENTS, s -> s.size() == PIPELINES, 30);
-      assertEquals("pipelines whose final count reached Prometheus (" + way + ")", PIPELINES, finals.size());
+      if (finals.size() != PIPELINES) {
+        // What each job that fell short holds, sample by sample, and what the child logged
+        // (delivery errors are logged at warn), so that a failure says where the count was lost.
+        StringBuilder why = new StringBuilder();
+        for (Servers.Sample s : Servers.query("max_over_time(" + series + "[10m]) != " + ELEMENTS)) {
+          why.append(s.metric.get("job").asText()).append(" max ").append(s.value).append('\n');
+        }
+        why.append("raw: ").append(Servers.get(Servers.prometheus() + "/api/v1/query?query="
+            + URLEncoder.encode(series + "[10m]", StandardCharsets.UTF_8)));
+        fail("pipelines whose final count reached Prometheus (" + way + "): " + finals.size() + " of " + PIPELINES
+            + "\n" + why + "\nchild output:\n" + String.join("\n", output));
+      }
       assertEquals("series still live, not ended (" + way + ")", 0, Servers.await(series, List::isEmpty, 15).size());
     }
     String groups = Servers.get(Servers.pushgateway() + "/api/v1/metrics").toString();
