@@ -55,8 +55,8 @@ public class IdleCloseTest {
 
   /**
    * Shorter than two push periods, a push a little late would find the exporter closed and its
-   * series ended between two pushes of a live pipeline (seen in ManyPipelinesE2ETest with 1 s and
-   * a 1 s period: the cold first pipeline's final count went missing).
+   * series ended between two pushes of a live pipeline (ManyPipelinesE2ETest used 1 s with a 1 s
+   * period; the likely cause of the one run where its cold first pipeline's count went missing).
    */
   @Test
   public void anIdleTimeUnderTwoPushPeriodsFailsNamingBothOptions() {
