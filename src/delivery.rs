@@ -672,6 +672,7 @@ fn make_room(shared: &Shared, st: &mut LaneState, jobs: Vec<Job>) -> Option<Stri
 }
 
 fn worker(lane: &Lane, shared: &Shared) {
+    crate::background::give_way();
     let stats = &shared.stats;
     loop {
         let job = {

@@ -134,7 +134,17 @@ pub fn build_client(cfg: &Config) -> Result<reqwest::blocking::Client, String> {
     if let Some(proxy) = &cfg.proxy_url {
         b = b.proxy(reqwest::Proxy::all(proxy.as_str()).map_err(|e| format!("--prometheusProxyUrl: {}", e.without_url()))?);
     }
-    b.build().map_err(|e| format!("cannot build the HTTP client: {}", crate::delivery::error_chain(&e.without_url())))
+    // reqwest's blocking client does its I/O on a thread that `build` starts, which inherits the
+    // scheduling policy of the thread that builds it: one that gives way (background.rs).
+    let built = std::thread::scope(|s| {
+        s.spawn(move || {
+            crate::background::give_way();
+            b.build()
+        })
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    });
+    built.map_err(|e| format!("cannot build the HTTP client: {}", crate::delivery::error_chain(&e.without_url())))
 }
 
 /// Adds the configured headers and credentials; secrets are read now, so rotated files apply.

@@ -207,6 +207,7 @@ impl Drop for Intake {
 }
 
 fn mapping_thread(exporter: &Exporter, shared: &Shared) {
+    crate::background::give_way();
     loop {
         let (pipeline, buf) = {
             let mut st = lock(&shared.state);

@@ -2,6 +2,7 @@
 //! through a Pushgateway. The Java side (java/) hands each `MetricQueryResults` over in one JNI
 //! call using the binary contract of CONTRACT.md; everything else happens here.
 
+pub mod background;
 pub mod config;
 pub mod contract;
 pub mod delivery;

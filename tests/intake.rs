@@ -178,3 +178,46 @@ fn with_a_disk_buffer_submit_maps_and_writes_before_returning() {
     drop(ex);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The exporter's threads (mapping, one per delivery lane, reqwest's I/O thread) run under the
+/// background policy (background.rs), whose wake-ups do not preempt the caller's thread: without
+/// it, a writeMetrics call waking the mapping thread lost its CPU for the length of a mapping.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_exporters_threads_give_way_to_the_callers() {
+    let server = Server::start(|_, _| ok());
+    let ex = intake(&[("prometheusRemoteWriteUrl", &server.url("/w")), ("prometheusPushgatewayUrl", &server.url(""))]);
+    ex.submit(UNNAMED, contract::encode(&counters(1000, 3, 1))).unwrap();
+    assert!(ex.flush(10 * SECOND));
+    assert!(server.count() >= 2, "both ways delivered");
+    // Threads by name; other tests' exporters run in this process too, and give way as well.
+    let mut seen = std::collections::BTreeMap::<String, usize>::new();
+    for entry in std::fs::read_dir("/proc/self/task").unwrap() {
+        let tid: i32 = entry.unwrap().file_name().to_string_lossy().parse().unwrap();
+        let Ok(comm) = std::fs::read_to_string(format!("/proc/self/task/{}/comm", tid)) else { continue };
+        let comm = comm.trim().to_string();
+        if !(comm == "beam-prometheus" || comm.starts_with("reqwest-intern")) {
+            continue;
+        }
+        // Another test's thread may be just starting (named, not yet under the policy): it is
+        // given a moment, bounded.
+        let mut policy = beam_prometheus::background::gives_way(tid);
+        for _ in 0..20 {
+            if policy != Some(false) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+            policy = beam_prometheus::background::gives_way(tid);
+        }
+        match policy {
+            Some(true) => *seen.entry(comm).or_default() += 1,
+            Some(false) => panic!("thread {} ({}) does not give way", tid, comm),
+            None => {} // ended meanwhile
+        }
+    }
+    // Names are cut to 15 bytes: mapping and the two lanes are all "beam-prometheus".
+    assert!(seen.get("beam-prometheus").copied().unwrap_or(0) >= 3, "mapping and two lanes among {:?}", seen);
+    assert!(seen.keys().any(|k| k.starts_with("reqwest-intern")), "reqwest's I/O thread among {:?}", seen);
+    assert_eq!(beam_prometheus::background::gives_way(0), Some(false), "the caller's own thread keeps its policy");
+    ex.close(5 * SECOND);
+}
