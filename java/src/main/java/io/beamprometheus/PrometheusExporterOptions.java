@@ -265,8 +265,8 @@ public interface PrometheusExporterOptions extends MetricsOptions {
       "Seconds without a push after which a PrometheusMetricsSink ends its pipeline's share of the"
           + " exporter (final delivery, --prometheusStaleOnEnd, --prometheusDeleteOnEnd): Beam's"
           + " MetricsPusher never closes its sink, and stops pushing when the pipeline ends. Default:"
-          + " 6 x --metricsPushPeriod, at least 30; at least 2 x --metricsPushPeriod; 0 keeps the"
-          + " share until JVM exit.")
+          + " 6 x --metricsPushPeriod, at least 30; a value under 2 x --metricsPushPeriod is raised to"
+          + " that; 0 keeps the share until JVM exit.")
   Long getPrometheusIdleCloseSeconds();
 
   void setPrometheusIdleCloseSeconds(Long value);

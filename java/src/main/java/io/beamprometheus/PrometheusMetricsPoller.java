@@ -22,11 +22,11 @@ import org.slf4j.LoggerFactory;
  * }</pre>
  *
  * When {@code --metricsSink} is {@link PrometheusMetricsSink} and the runner runs MetricsPusher
- * (Flink attached, Spark), the sink already exports: the poller then exports nothing, so nothing
- * is sent twice, except once more at the end of a Spark streaming pipeline (whose MetricsPusher
- * can miss the last batches); its finish waits, bounded, for the sink's push of the final values,
- * which MetricsPusher makes from a daemon thread after the pipeline has ended. A detached Flink
- * submission runs no MetricsPusher, so there the poller exports.
+ * (Flink attached, Spark), the sink already exports while the pipeline runs, so the poller does
+ * not poll. It exports the final values once more on Spark, where MetricsPusher's push after the
+ * end comes at its next period (and can miss a streaming job's last batches), and on attached
+ * Flink it waits, bounded, for the sink's one push, made from a daemon thread once the job has
+ * ended. A detached Flink submission runs no MetricsPusher, so there the poller exports.
  */
 public final class PrometheusMetricsPoller implements AutoCloseable {
   private static final Logger LOG = LoggerFactory.getLogger(PrometheusMetricsPoller.class);
@@ -40,13 +40,11 @@ public final class PrometheusMetricsPoller implements AutoCloseable {
   static final long FINAL_METRICS_WAIT_MILLIS = 10_000;
   private boolean finished;
   /**
-   * Idle beside the sink: finish() waits, at most a push period and {@link #SINK_PUSH_MARGIN_MILLIS},
-   * for the sink's push of the final values, which Beam's MetricsPusher makes from a daemon thread
-   * after the pipeline has ended and which a returning main would race (SinkWrites).
+   * Idle beside the sink on attached Flink: finish() waits, at most a push period and {@link
+   * #SINK_PUSH_MARGIN_MILLIS}, for the sink's first push, which Beam's MetricsPusher makes from a
+   * daemon thread once the job has ended and which a returning main would race (SinkWrites).
    */
   private final boolean awaitSinkPush;
-  /** Attached Flink: MetricsPusher starts once the job has ended, so its every push is final. */
-  private final boolean everySinkPushIsFinal;
   private final long pushPeriodMillis;
   static final long SINK_PUSH_MARGIN_MILLIS = 2_000;
   /** Counted down once the exporter is released: a second finish() waits for the first. */
@@ -64,7 +62,6 @@ public final class PrometheusMetricsPoller implements AutoCloseable {
     long period = Math.max(1, options.getMetricsPushPeriod() == null ? 5 : options.getMetricsPushPeriod());
     this.pushPeriodMillis = period * 1000;
     this.awaitSinkPush = !active && !finalOnly;
-    this.everySinkPushIsFinal = RunnerModes.pusherStartsAfterEnd(options);
     this.handle = active || finalOnly ? NativeExporter.acquireOrDisabled(options) : NativeExporter.DISABLED;
     if (!active || handle == NativeExporter.DISABLED) {
       this.scheduler = null;
@@ -91,11 +88,11 @@ public final class PrometheusMetricsPoller implements AutoCloseable {
     PrometheusExporterOptions o = options.as(PrometheusExporterOptions.class);
     boolean sinkExports = RunnerModes.sinkExports(o, result);
     RunnerModes.warnIfPollingIsNotLive(o, result);
-    boolean finalOnly = sinkExports && RunnerModes.pusherMayMissFinalValues(o);
+    boolean finalOnly = sinkExports && !RunnerModes.pusherStartsAfterEnd(o);
     if (finalOnly) {
       LOG.info("{} exports through --metricsSink while running; the poller exports the final values", o.getRunner().getSimpleName());
     } else if (sinkExports) {
-      LOG.info("{} exports through --metricsSink already; the poller only waits for its final push", o.getRunner().getSimpleName());
+      LOG.info("{} exports through --metricsSink once the job has ended; the poller waits for that push", o.getRunner().getSimpleName());
     }
     return new PrometheusMetricsPoller(result, o, !sinkExports, finalOnly);
   }
@@ -176,18 +173,22 @@ public final class PrometheusMetricsPoller implements AutoCloseable {
   }
 
   /**
-   * Waits for the sink's push that follows the pipeline's end: on attached Flink any push (the
-   * first comes at once), elsewhere one begun from now on (MetricsPusher's next period). A
-   * pipeline without metrics is never pushed, so there is nothing to wait for.
+   * Waits for the first push of the pipeline's sink, if one is due; a pipeline without metrics
+   * gets none from Beam's MetricsPusher, so there is nothing to wait for.
    */
   private void awaitSinkPush() {
-    long since = everySinkPushIsFinal ? Long.MIN_VALUE : System.currentTimeMillis();
-    if (!NativeExporter.isLoaded() || isEmpty(query())) {
+    if (!SinkWrites.due(pipeline)) {
+      return;
+    }
+    if (isEmpty(query())) {
+      SinkWrites.nothingToPush(pipeline);
       return;
     }
     long timeout = pushPeriodMillis + SINK_PUSH_MARGIN_MILLIS;
-    if (SinkWrites.awaitWrite(pipeline, since, timeout)) {
+    if (SinkWrites.awaitFirstPush(pipeline, timeout)) {
       LOG.debug("the sink pushed the pipeline's final metrics");
+    } else if (Thread.currentThread().isInterrupted()) {
+      LOG.warn("interrupted while waiting for the sink's push of the pipeline's final metrics; they may be missing");
     } else {
       LOG.warn("the sink did not push the pipeline's final metrics within {} ms of its end; they may be missing", timeout);
     }

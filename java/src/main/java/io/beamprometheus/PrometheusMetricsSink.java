@@ -17,6 +17,7 @@ import org.apache.beam.sdk.metrics.MetricsSink;
  * later write takes a share again.
  */
 public class PrometheusMetricsSink implements MetricsSink, AutoCloseable {
+  private static final org.slf4j.Logger LOG = org.slf4j.LoggerFactory.getLogger(PrometheusMetricsSink.class);
   private final PrometheusExporterOptions options;
   /** The pipeline's id: MetricsPusher passes the pipeline's own options (a view of them). */
   private final long pipeline;
@@ -27,6 +28,8 @@ public class PrometheusMetricsSink implements MetricsSink, AutoCloseable {
   private boolean closed;
   private long lastWrite;
   private ScheduledFuture<?> watch;
+  /** Built once its pipeline had ended (attached Flink): its id in SinkWrites, else 0. */
+  private final long firstPushDue;
 
   /**
    * The constructor MetricsPusher calls; bad options fail here, naming the option, and so does a
@@ -42,11 +45,9 @@ public class PrometheusMetricsSink implements MetricsSink, AutoCloseable {
     this.handle = NativeExporter.acquireOrDisabled(this.options);
     this.disabled = handle == NativeExporter.DISABLED;
     this.lastWrite = System.currentTimeMillis();
+    this.firstPushDue = !disabled && RunnerModes.pusherStartsAfterEnd(options) ? SinkWrites.firstPushDue(pipeline) : 0;
     if (!disabled) {
       watchIdleness();
-      if (RunnerModes.pusherStartsAfterEnd(options)) {
-        SinkWrites.firstPushDue(pipeline);
-      }
     }
     RunnerModes.warnIfExportOnlyAtEnd(options);
   }
@@ -62,17 +63,21 @@ public class PrometheusMetricsSink implements MetricsSink, AutoCloseable {
       throw new IllegalArgumentException("--prometheusIdleCloseSeconds: " + idle + " is negative (0 disables)");
     }
     long period = o.getMetricsPushPeriod() == null ? 5 : o.getMetricsPushPeriod();
-    if (idle != null && idle > 0 && idle < 2 * period) {
-      // Shorter, and a push a little late finds the exporter closed: its series ended
-      // (staleness markers, group deletion) between two pushes of a live pipeline.
-      throw new IllegalArgumentException(
-          "--prometheusIdleCloseSeconds: " + idle + " is less than twice --metricsPushPeriod (" + period
-              + " s), so the exporter would close between pushes; use at least " + 2 * period + " (0 disables)");
+    if (idle == null) {
+      return Math.max(30, 6 * period) * 1000;
     }
-    if (idle != null) {
-      return idle * 1000;
+    if (idle > 0 && idle < 2 * period) {
+      // Shorter, a push a little late finds the exporter closed: its series ended (staleness
+      // markers, group deletion) between two pushes of a live pipeline. Raised, not refused: on
+      // attached Flink the sink is built once the job has ended, and a refusal would lose its
+      // only push.
+      LOG.warn(
+          "--prometheusIdleCloseSeconds={} is less than twice --metricsPushPeriod ({} s), so the exporter would close"
+              + " between pushes; using {}",
+          idle, period, 2 * period);
+      return 2 * period * 1000;
     }
-    return Math.max(30, 6 * period) * 1000;
+    return idle * 1000;
   }
 
   private void watchIdleness() {
@@ -91,7 +96,7 @@ public class PrometheusMetricsSink implements MetricsSink, AutoCloseable {
       handle = 0;
       watch.cancel(false);
     }
-    SinkWrites.gone(pipeline);
+    SinkWrites.done(firstPushDue);
     // Outside the lock, on a thread of its own: a write meanwhile takes a fresh share (acquire
     // waits for this close if it was the last share), and other sinks' checks do not queue behind
     // a final delivery of up to SHUTDOWN_FLUSH_MILLIS.
@@ -100,26 +105,25 @@ public class PrometheusMetricsSink implements MetricsSink, AutoCloseable {
 
   @Override
   public void writeMetrics(MetricQueryResults metricQueryResults) {
-    long h;
-    synchronized (this) {
-      if (closed || disabled) {
-        return;
-      }
-      if (handle == 0) {
-        handle = NativeExporter.acquire(options);
-        watchIdleness();
-      }
-      lastWrite = System.currentTimeMillis();
-      h = handle;
-    }
-    // Taken after acquire: a new exporter's samples come after the staleness markers of the one
-    // it replaced (acquire waits for that close), which Prometheus would otherwise reject.
-    long now = System.currentTimeMillis();
     try {
-      NativeExporter.export(h, pipeline, SnapshotEncoder.encode(metricQueryResults, now));
+      long h;
+      synchronized (this) {
+        if (closed || disabled) {
+          return;
+        }
+        if (handle == 0) {
+          handle = NativeExporter.acquire(options);
+          watchIdleness();
+        }
+        lastWrite = System.currentTimeMillis();
+        h = handle;
+      }
+      // Taken after acquire: a new exporter's samples come after the staleness markers of the
+      // one it replaced (acquire waits for that close), which Prometheus would otherwise reject.
+      NativeExporter.export(h, pipeline, SnapshotEncoder.encode(metricQueryResults, System.currentTimeMillis()));
     } finally {
       // Also when it failed: a poller or the exit hook waiting for this push stops waiting.
-      SinkWrites.written(pipeline, now);
+      SinkWrites.done(firstPushDue);
     }
   }
 
@@ -181,7 +185,7 @@ public class PrometheusMetricsSink implements MetricsSink, AutoCloseable {
       h = handle;
       handle = 0;
     }
-    SinkWrites.gone(pipeline);
+    SinkWrites.done(firstPushDue);
     if (h != 0) {
       NativeExporter.release(h, NativeExporter.SHUTDOWN_FLUSH_MILLIS);
     }

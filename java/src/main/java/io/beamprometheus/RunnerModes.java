@@ -100,17 +100,6 @@ final class RunnerModes {
     }
   }
 
-  /**
-   * Spark streaming's cancel() marks the result CANCELLED before its graceful stop processes the
-   * last batches, and MetricsPusher's final push follows the state: on a cluster the last batch's
-   * counts were missing from it (270 of 280 elements). The poller's final export, after
-   * waitUntilFinish has returned, carries them.
-   */
-  static boolean pusherMayMissFinalValues(PrometheusExporterOptions o) {
-    String r = runner(o);
-    return (r.equals("SparkRunner") || r.equals("TestSparkRunner")) && o.as(StreamingOptions.class).isStreaming();
-  }
-
   /** Whether the final metrics may reach the result only after the terminal state (see poller). */
   static boolean finalMetricsMayLag(PipelineResult result) {
     return result.getClass().getSimpleName().equals("FlinkDetachedRunnerResult");

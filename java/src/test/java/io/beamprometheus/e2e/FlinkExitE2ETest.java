@@ -33,6 +33,8 @@ import org.junit.Test;
 public class FlinkExitE2ETest {
   /** A sink whose first push comes a second late, as on a cold or busy JVM. */
   public static final class LateFirstPushSink extends PrometheusMetricsSink {
+    /** Set once a push has been handed to the exporter. */
+    static volatile boolean pushed;
     private boolean late = true;
 
     public LateFirstPushSink(MetricsOptions options) {
@@ -52,6 +54,7 @@ public class FlinkExitE2ETest {
         }
       }
       super.writeMetrics(results);
+      pushed = true;
     }
   }
 
@@ -63,6 +66,8 @@ public class FlinkExitE2ETest {
     PipelineResult result = p.run();
     PipelineResult.State state =
         args[0].equals("poller") ? PrometheusMetricsPoller.exportUntilFinish(result, o) : result.waitUntilFinish();
+    // With the poller, its finish returns after the sink's push, not merely before the exit hook.
+    System.out.println("PUSHED " + LateFirstPushSink.pushed);
     System.out.println("STATE " + state);
     System.out.flush();
     System.exit(0);
@@ -98,6 +103,20 @@ public class FlinkExitE2ETest {
     cmd.add(job);
     cmd.add(Servers.remoteWriteUrl());
     Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
+    // Reading to the end waits for the child: a hung one is ended, bounded.
+    Thread watchdog =
+        new Thread(
+            () -> {
+              try {
+                if (!p.waitFor(150, TimeUnit.SECONDS)) {
+                  p.destroyForcibly();
+                }
+              } catch (InterruptedException e) {
+                p.destroyForcibly();
+              }
+            });
+    watchdog.setDaemon(true);
+    watchdog.start();
     List<String> output = new ArrayList<>();
     try (BufferedReader r = new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8))) {
       String line;
@@ -111,6 +130,9 @@ public class FlinkExitE2ETest {
     String out = String.join("\n", output);
     assertEquals("child exit code; output:\n" + out, 0, p.exitValue());
     assertTrue(out, output.contains("STATE DONE"));
+    if (mode.equals("poller")) {
+      assertTrue("exportUntilFinish returned before the sink's push\n" + out, output.contains("PUSHED true"));
+    }
     // The wait saw the push; it did not merely run out.
     assertFalse(out, out.contains("did not push") || out.contains("exits before Beam's MetricsPusher pushed"));
     Servers.awaitValue(Servers.prometheus(), "beam_elements_total" + FlinkSinkE2ETest.sel(job, FlinkSinkE2ETest.COUNT_STEP), 1000, 60);
