@@ -54,8 +54,8 @@ run_example() { # runner profile extra-args...
     check "examples/wordcount on $runner: beam-prometheus resolved from $repo" \
       grep -q "beam-prometheus-local" "$HOME/.m2/repository/io/beamprometheus/beam-prometheus/$version/_remote.repositories"
     if [ "$runner" = FlinkRunner ]; then
-      check "examples/wordcount on $runner: the sink exported (MetricsPusher), the poller stood aside" \
-        grep -q "FlinkRunner exports through --metricsSink already; the poller stays idle" "$work/mvn-$runner.log"
+      check "examples/wordcount on $runner: the sink exported (MetricsPusher), the poller waited for its push" \
+        grep -q "FlinkRunner exports through --metricsSink once the job has ended; the poller waits for that push" "$work/mvn-$runner.log"
     fi
     check "examples/wordcount on $runner: PromQL sees the words, empty lines and line lengths the input holds" \
       python3 tests/check_published.py promql "$BEAMPROM_PROMETHEUS_URL" "$job" "$work/expected.json"

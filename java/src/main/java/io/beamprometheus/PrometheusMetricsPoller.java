@@ -98,8 +98,9 @@ public final class PrometheusMetricsPoller implements AutoCloseable {
   }
 
   /**
-   * False when the poller stays idle: --metricsSink exports everything on this runner, or the
-   * native library could not be loaded and --prometheusOnNativeLoadFailure=DISABLE.
+   * False when the poller exports nothing itself: --metricsSink exports everything on this runner
+   * (attached Flink), or the native library could not be loaded and
+   * --prometheusOnNativeLoadFailure=DISABLE.
    */
   public boolean isActive() {
     return handle != 0;

@@ -26,8 +26,8 @@ import org.apache.beam.sdk.values.TypeDescriptors;
  *
  * <p>On runners with Beam's MetricsPusher (Flink, Spark) pass
  * --metricsSink=io.beamprometheus.PrometheusMetricsSink; on the others (direct, Dataflow, ...) the
- * poller below exports. With the sink set on a MetricsPusher runner the poller stays idle, so the
- * same main works everywhere.
+ * poller below exports. With the sink set on a MetricsPusher runner the poller does not poll (it
+ * only makes sure the final values are out before main returns), so the same main works everywhere.
  */
 public class WordCount {
   /** Splits lines into words, counting words and empty lines and measuring line lengths. */
