@@ -239,9 +239,14 @@ public final class NativeExporter {
           new Thread(
               () -> {
                 // The push Beam's Flink runner makes only once a job has ended must not come
-                // after the exporters closed (SinkWrites).
-                SinkWrites.awaitFirstPushes(SinkWrites.FIRST_PUSH_AT_EXIT_MILLIS);
-                closeAll(SHUTDOWN_FLUSH_MILLIS);
+                // after the exporters closed (SinkWrites); whatever that wait meets, they close.
+                try {
+                  SinkWrites.awaitFirstPushes(SinkWrites.FIRST_PUSH_AT_EXIT_MILLIS);
+                } catch (Throwable t) {
+                  // e.g. a class loader closed under the hook: the final delivery matters more
+                } finally {
+                  closeAll(SHUTDOWN_FLUSH_MILLIS);
+                }
               },
               "beam-prometheus-shutdown");
       try {

@@ -45,6 +45,8 @@ public final class PrometheusMetricsPoller implements AutoCloseable {
    * daemon thread once the job has ended and which a returning main would race (SinkWrites).
    */
   private final boolean awaitSinkPush;
+  /** The sink whose first push finish() waits for: the newest of the pipeline when started, or 0. */
+  private final long dueSink;
   private final long pushPeriodMillis;
   static final long SINK_PUSH_MARGIN_MILLIS = 2_000;
   /** Counted down once the exporter is released: a second finish() waits for the first. */
@@ -62,6 +64,8 @@ public final class PrometheusMetricsPoller implements AutoCloseable {
     long period = Math.max(1, options.getMetricsPushPeriod() == null ? 5 : options.getMetricsPushPeriod());
     this.pushPeriodMillis = period * 1000;
     this.awaitSinkPush = !active && !finalOnly;
+    // run() has returned: on attached Flink the pipeline's sink is built by now.
+    this.dueSink = awaitSinkPush ? SinkWrites.newestDue(pipeline) : 0;
     this.handle = active || finalOnly ? NativeExporter.acquireOrDisabled(options) : NativeExporter.DISABLED;
     if (!active || handle == NativeExporter.DISABLED) {
       this.scheduler = null;
@@ -178,15 +182,15 @@ public final class PrometheusMetricsPoller implements AutoCloseable {
    * gets none from Beam's MetricsPusher, so there is nothing to wait for.
    */
   private void awaitSinkPush() {
-    if (!SinkWrites.due(pipeline)) {
+    if (dueSink == 0 || !SinkWrites.due(dueSink)) {
       return;
     }
     if (isEmpty(query())) {
-      SinkWrites.nothingToPush(pipeline);
+      SinkWrites.done(dueSink); // MetricsPusher pushes nothing: the exit need not wait either
       return;
     }
     long timeout = pushPeriodMillis + SINK_PUSH_MARGIN_MILLIS;
-    if (SinkWrites.awaitFirstPush(pipeline, timeout)) {
+    if (SinkWrites.awaitFirstPush(dueSink, timeout)) {
       LOG.debug("the sink pushed the pipeline's final metrics");
     } else if (Thread.currentThread().isInterrupted()) {
       LOG.warn("interrupted while waiting for the sink's push of the pipeline's final metrics; they may be missing");

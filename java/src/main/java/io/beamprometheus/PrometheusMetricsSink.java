@@ -45,11 +45,21 @@ public class PrometheusMetricsSink implements MetricsSink, AutoCloseable {
     this.handle = NativeExporter.acquireOrDisabled(this.options);
     this.disabled = handle == NativeExporter.DISABLED;
     this.lastWrite = System.currentTimeMillis();
-    this.firstPushDue = !disabled && RunnerModes.pusherStartsAfterEnd(options) ? SinkWrites.firstPushDue(pipeline) : 0;
+    this.firstPushDue =
+        !disabled && RunnerModes.pusherStartsAfterEnd(options) && builtByMetricsPusher() ? SinkWrites.firstPushDue(pipeline) : 0;
     if (!disabled) {
       watchIdleness();
     }
     RunnerModes.warnIfExportOnlyAtEnd(options);
+  }
+
+  /**
+   * Whether Beam's MetricsPusher is building this sink (its pushes are the ones a returning main
+   * races); one built by user code, e.g. for {@link #stats}, may never push.
+   */
+  private static boolean builtByMetricsPusher() {
+    return StackWalker.getInstance()
+        .walk(frames -> frames.anyMatch(f -> f.getClassName().equals("org.apache.beam.runners.core.metrics.MetricsPusher")));
   }
 
   /** False when the native library could not be loaded and the sink exports nothing (DISABLE). */

@@ -34,6 +34,7 @@ final class SinkWrites {
       Iterator<Long> eldest = DUE.keySet().iterator();
       eldest.next();
       eldest.remove();
+      SinkWrites.class.notifyAll(); // whoever waited for it stops waiting
     }
     return sink;
   }
@@ -51,20 +52,24 @@ final class SinkWrites {
     }
   }
 
-  /** The pipeline has no metrics, so Beam's MetricsPusher pushes none: nothing to wait for. */
-  static synchronized void nothingToPush(long pipeline) {
-    if (DUE.values().removeIf(p -> p == pipeline)) {
-      SinkWrites.class.notifyAll();
+  /** The newest sink of {@code pipeline} whose first push is due, or 0. */
+  static synchronized long newestDue(long pipeline) {
+    long newest = 0;
+    for (Map.Entry<Long, Long> e : DUE.entrySet()) {
+      if (e.getValue() == pipeline) {
+        newest = e.getKey();
+      }
     }
+    return newest;
   }
 
-  static synchronized boolean due(long pipeline) {
-    return DUE.containsValue(pipeline);
+  static synchronized boolean due(long sink) {
+    return DUE.containsKey(sink);
   }
 
-  /** Waits until no first push of {@code pipeline} is due, at most {@code timeoutMillis}; false if one still is. */
-  static synchronized boolean awaitFirstPush(long pipeline, long timeoutMillis) {
-    return awaitWhile(() -> DUE.containsValue(pipeline), timeoutMillis);
+  /** Waits until the first push of {@code sink} is no longer due, at most {@code timeoutMillis}; false if it still is. */
+  static synchronized boolean awaitFirstPush(long sink, long timeoutMillis) {
+    return awaitWhile(() -> DUE.containsKey(sink), timeoutMillis);
   }
 
   /** The exit hook's wait: until no first push is due, at most {@code timeoutMillis}. */
@@ -73,7 +78,7 @@ final class SinkWrites {
       return true;
     }
     LOG.warn(
-        "the JVM exits before Beam's MetricsPusher pushed the final metrics of {} pipeline(s){}",
+        "the JVM exits before Beam's MetricsPusher's first push from {} sink(s){}",
         DUE.size(), Thread.currentThread().isInterrupted() ? " (interrupted)" : " within " + timeoutMillis + " ms");
     return false;
   }

@@ -33,7 +33,7 @@ import org.junit.Test;
 public class FlinkExitE2ETest {
   /** A sink whose first push comes a second late, as on a cold or busy JVM. */
   public static final class LateFirstPushSink extends PrometheusMetricsSink {
-    /** Set once a push has been handed to the exporter. */
+    /** Set as the first push is handed to the exporter. */
     static volatile boolean pushed;
     private boolean late = true;
 
@@ -53,8 +53,9 @@ public class FlinkExitE2ETest {
           }
         }
       }
-      super.writeMetrics(results);
+      // Before the push: the poller's wait ends in super's finally, which must find it set.
       pushed = true;
+      super.writeMetrics(results);
     }
   }
 
