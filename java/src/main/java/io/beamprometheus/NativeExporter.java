@@ -77,11 +77,6 @@ public final class NativeExporter {
     }
   }
 
-  /** Whether the native library is loaded (a sink that could not load it exports nothing). */
-  static synchronized boolean isLoaded() {
-    return loaded;
-  }
-
   /**
    * Loads the native library once; {@code explicitPath} (or the system property) wins over the
    * jar's. A failure is remembered and thrown again (same message) to every later caller, so a
@@ -239,9 +234,9 @@ public final class NativeExporter {
           new Thread(
               () -> {
                 // The push Beam's Flink runner makes only once a job has ended must not come
-                // after the exporters closed (SinkWrites); whatever that wait meets, they close.
+                // after the exporters closed (FirstPushes); whatever that wait meets, they close.
                 try {
-                  SinkWrites.awaitFirstPushes(SinkWrites.FIRST_PUSH_AT_EXIT_MILLIS);
+                  FirstPushes.awaitFirstPushes(FirstPushes.FIRST_PUSH_AT_EXIT_MILLIS);
                 } catch (Throwable t) {
                   // e.g. a class loader closed under the hook: the final delivery matters more
                 } finally {

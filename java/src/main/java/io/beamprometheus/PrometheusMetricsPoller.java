@@ -40,12 +40,11 @@ public final class PrometheusMetricsPoller implements AutoCloseable {
   static final long FINAL_METRICS_WAIT_MILLIS = 10_000;
   private boolean finished;
   /**
-   * Idle beside the sink on attached Flink: finish() waits, at most a push period and {@link
-   * #SINK_PUSH_MARGIN_MILLIS}, for the sink's first push, which Beam's MetricsPusher makes from a
-   * daemon thread once the job has ended and which a returning main would race (SinkWrites).
+   * Idle beside the sink on attached Flink: the sink whose first push finish() waits for (the
+   * pipeline's newest when started), at most a push period and {@link #SINK_PUSH_MARGIN_MILLIS};
+   * Beam's MetricsPusher makes it from a daemon thread once the job has ended, and a returning
+   * main would race it (FirstPushes). 0: nothing to wait for.
    */
-  private final boolean awaitSinkPush;
-  /** The sink whose first push finish() waits for: the newest of the pipeline when started, or 0. */
   private final long dueSink;
   private final long pushPeriodMillis;
   static final long SINK_PUSH_MARGIN_MILLIS = 2_000;
@@ -63,13 +62,12 @@ public final class PrometheusMetricsPoller implements AutoCloseable {
     this.pipeline = options.getOptionsId();
     long period = Math.max(1, options.getMetricsPushPeriod() == null ? 5 : options.getMetricsPushPeriod());
     this.pushPeriodMillis = period * 1000;
-    this.awaitSinkPush = !active && !finalOnly;
     // run() has returned: on attached Flink the pipeline's sink is built by now.
-    this.dueSink = awaitSinkPush ? SinkWrites.newestDue(pipeline) : 0;
+    this.dueSink = !active && !finalOnly ? FirstPushes.newestDue(pipeline) : 0;
     this.handle = active || finalOnly ? NativeExporter.acquireOrDisabled(options) : NativeExporter.DISABLED;
     if (!active || handle == NativeExporter.DISABLED) {
       this.scheduler = null;
-      this.finished = handle == NativeExporter.DISABLED && !awaitSinkPush;
+      this.finished = handle == NativeExporter.DISABLED && dueSink == 0;
       if (finished) {
         released.countDown();
       }
@@ -182,15 +180,15 @@ public final class PrometheusMetricsPoller implements AutoCloseable {
    * gets none from Beam's MetricsPusher, so there is nothing to wait for.
    */
   private void awaitSinkPush() {
-    if (dueSink == 0 || !SinkWrites.due(dueSink)) {
+    if (!FirstPushes.due(dueSink)) {
       return;
     }
     if (isEmpty(query())) {
-      SinkWrites.done(dueSink); // MetricsPusher pushes nothing: the exit need not wait either
+      FirstPushes.done(dueSink); // MetricsPusher pushes nothing: the exit need not wait either
       return;
     }
     long timeout = pushPeriodMillis + SINK_PUSH_MARGIN_MILLIS;
-    if (SinkWrites.awaitFirstPush(dueSink, timeout)) {
+    if (FirstPushes.awaitFirstPush(dueSink, timeout)) {
       LOG.debug("the sink pushed the pipeline's final metrics");
     } else if (Thread.currentThread().isInterrupted()) {
       LOG.warn("interrupted while waiting for the sink's push of the pipeline's final metrics; they may be missing");
@@ -227,7 +225,7 @@ public final class PrometheusMetricsPoller implements AutoCloseable {
       scheduler.shutdown();
     }
     try {
-      if (awaitSinkPush) {
+      if (dueSink != 0) {
         awaitSinkPush();
       } else {
         exportFinal();

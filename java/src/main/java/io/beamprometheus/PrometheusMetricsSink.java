@@ -28,7 +28,7 @@ public class PrometheusMetricsSink implements MetricsSink, AutoCloseable {
   private boolean closed;
   private long lastWrite;
   private ScheduledFuture<?> watch;
-  /** Built once its pipeline had ended (attached Flink): its id in SinkWrites, else 0. */
+  /** Built once its pipeline had ended (attached Flink): its id in FirstPushes, else 0. */
   private final long firstPushDue;
 
   /**
@@ -46,7 +46,7 @@ public class PrometheusMetricsSink implements MetricsSink, AutoCloseable {
     this.disabled = handle == NativeExporter.DISABLED;
     this.lastWrite = System.currentTimeMillis();
     this.firstPushDue =
-        !disabled && RunnerModes.pusherStartsAfterEnd(options) && builtByMetricsPusher() ? SinkWrites.firstPushDue(pipeline) : 0;
+        !disabled && RunnerModes.pusherStartsAfterEnd(options) && builtByMetricsPusher() ? FirstPushes.firstPushDue(pipeline) : 0;
     if (!disabled) {
       watchIdleness();
     }
@@ -106,7 +106,7 @@ public class PrometheusMetricsSink implements MetricsSink, AutoCloseable {
       handle = 0;
       watch.cancel(false);
     }
-    SinkWrites.done(firstPushDue);
+    FirstPushes.done(firstPushDue);
     // Outside the lock, on a thread of its own: a write meanwhile takes a fresh share (acquire
     // waits for this close if it was the last share), and other sinks' checks do not queue behind
     // a final delivery of up to SHUTDOWN_FLUSH_MILLIS.
@@ -133,7 +133,7 @@ public class PrometheusMetricsSink implements MetricsSink, AutoCloseable {
       NativeExporter.export(h, pipeline, SnapshotEncoder.encode(metricQueryResults, System.currentTimeMillis()));
     } finally {
       // Also when it failed: a poller or the exit hook waiting for this push stops waiting.
-      SinkWrites.done(firstPushDue);
+      FirstPushes.done(firstPushDue);
     }
   }
 
@@ -195,7 +195,7 @@ public class PrometheusMetricsSink implements MetricsSink, AutoCloseable {
       h = handle;
       handle = 0;
     }
-    SinkWrites.done(firstPushDue);
+    FirstPushes.done(firstPushDue);
     if (h != 0) {
       NativeExporter.release(h, NativeExporter.SHUTDOWN_FLUSH_MILLIS);
     }

@@ -13,8 +13,8 @@ import org.slf4j.LoggerFactory;
  * and the JVM exit that closes the exporters. A poller's {@code finish} and the exit hook wait
  * here for those pushes, always bounded.
  */
-final class SinkWrites {
-  private static final Logger LOG = LoggerFactory.getLogger(SinkWrites.class);
+final class FirstPushes {
+  private static final Logger LOG = LoggerFactory.getLogger(FirstPushes.class);
   /** Sinks remembered: a JVM's recent ones; an older one has long pushed or been given up. */
   static final int REMEMBERED = 1024;
   /** How long the exit hook waits for the first pushes still due. */
@@ -24,7 +24,7 @@ final class SinkWrites {
   /** Sink id to its pipeline's id, for sinks whose first push is due. */
   private static final Map<Long, Long> DUE = new LinkedHashMap<>();
 
-  private SinkWrites() {}
+  private FirstPushes() {}
 
   /** A sink of {@code pipeline} built once the pipeline has ended: its id, for {@link #done}. */
   static synchronized long firstPushDue(long pipeline) {
@@ -34,7 +34,7 @@ final class SinkWrites {
       Iterator<Long> eldest = DUE.keySet().iterator();
       eldest.next();
       eldest.remove();
-      SinkWrites.class.notifyAll(); // whoever waited for it stops waiting
+      FirstPushes.class.notifyAll(); // whoever waited for it stops waiting
     }
     return sink;
   }
@@ -48,7 +48,7 @@ final class SinkWrites {
 
   private static synchronized void doneDue(long sink) {
     if (DUE.remove(sink) != null) {
-      SinkWrites.class.notifyAll();
+      FirstPushes.class.notifyAll();
     }
   }
 
@@ -92,7 +92,7 @@ final class SinkWrites {
         return false;
       }
       try {
-        SinkWrites.class.wait(left);
+        FirstPushes.class.wait(left);
       } catch (InterruptedException e) {
         Thread.currentThread().interrupt();
         return false;
