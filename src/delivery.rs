@@ -537,6 +537,7 @@ impl Exporter {
         labels.push((naming::EXPORTER_ID_LABEL.into(), self.shared.instance_id.as_str().into()));
         labels.retain(|(_, v)| !v.is_empty());
         labels.sort();
+        let labels: naming::Labels = labels.into();
         let v = self.self_metric_values();
         let names = stats_names();
         for (i, stat) in names.iter().enumerate() {

@@ -2,7 +2,7 @@
 //! Both encoders (remote-write and the Pushgateway text format) only serialize what this decides.
 //! The mapping is documented in README.md ("Metric mapping").
 
-use crate::model::{Metric, Snapshot, Value};
+use crate::model::{Metric, MetricKey, Snapshot, Value};
 use crate::series_order;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -65,19 +65,24 @@ pub enum FamilyType {
     Info,
 }
 
+/// A series' labels, shared: the series of one metric share one set, and so do the metrics of
+/// one step and namespace without labels of their own (most of a pipeline's). A clone is one
+/// count, where a list of its own was an allocation and a count per text.
+pub type Labels = Arc<[(Text, Text)]>;
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sample {
     pub name: Text,
     /// Sorted by name, names unique, values non-empty; `__name__` is not included.
-    pub labels: Vec<(Text, Text)>,
+    pub labels: Labels,
     pub value: f64,
     /// Where `value` comes from, so that the next snapshot of the same structure refreshes it.
     pub source: Source,
 }
 
 impl Sample {
-    pub fn new(name: Text, labels: Vec<(Text, Text)>, value: f64) -> Sample {
-        Sample { name, labels, value, source: Source::Const(value) }
+    pub fn new(name: Text, labels: impl Into<Labels>, value: f64) -> Sample {
+        Sample { name, labels: labels.into(), value, source: Source::Const(value) }
     }
 }
 
@@ -372,6 +377,21 @@ struct Builder<'a> {
     texts: series_order::Texts,
     /// Reused for the series names of one metric (stem + suffix).
     scratch: String,
+    /// The stem (by id) of the metric being mapped, and per stem the families and series names
+    /// its suffixes resolved to.
+    stem: usize,
+    per_stem: Vec<StemCache>,
+    /// The label sets of metrics without labels of their own, by the addresses of namespace,
+    /// step and (where it is a label) name, and by result.
+    bases: HashMap<[usize; 4], Labels, FxBuild>,
+}
+
+#[derive(Default)]
+struct StemCache {
+    /// (address of the suffix, family index)
+    families: Vec<(usize, u32)>,
+    /// (address of the suffix, series name)
+    names: Vec<(usize, Text)>,
 }
 
 /// A family being built, with the names its samples use: a few per family, shared by all its
@@ -429,32 +449,48 @@ impl<'a> Builder<'a> {
     }
 
     /// The family `stem` + `suffix`, created with its help text on first use; its index.
-    fn family(&mut self, stem: &str, suffix: &str, typ: FamilyType, help: impl FnOnce() -> String) -> usize {
+    fn family(&mut self, stem: &str, suffix: &'static str, typ: FamilyType, help: impl FnOnce() -> String) -> usize {
+        // Most metrics' stems were met before: their families are found by the stem's id and
+        // the suffix's address, without building and hashing the name.
+        let cache = &mut self.per_stem[self.stem];
+        if let Some(&(_, i)) = cache.families.iter().find(|(a, _)| *a == suffix.as_ptr() as usize) {
+            return i as usize;
+        }
         self.scratch.clear();
         self.scratch.push_str(stem);
         self.scratch.push_str(suffix);
-        if let Some(&i) = self.index.get(self.scratch.as_str()) {
-            return i;
-        }
-        let i = self.families.len();
-        let f = Family { name: self.scratch.clone(), typ, help: help(), unit: "", samples: Vec::new() };
-        self.families.push(FamilyBuild { family: f, names: Vec::new(), keys: series_order::Keys::default() });
-        self.index.insert(self.scratch.clone(), i);
+        let i = match self.index.get(self.scratch.as_str()) {
+            Some(&i) => i,
+            None => {
+                let i = self.families.len();
+                let f = Family { name: self.scratch.clone(), typ, help: help(), unit: "", samples: Vec::new() };
+                self.families.push(FamilyBuild { family: f, names: Vec::new(), keys: series_order::Keys::default() });
+                self.index.insert(self.scratch.clone(), i);
+                i
+            }
+        };
+        self.per_stem[self.stem].families.push((suffix.as_ptr() as usize, i as u32));
         i
     }
 
     /// The shared text of series name `stem` + `suffix` in family `fam`.
-    fn name(&mut self, fam: usize, stem: &str, suffix: &str) -> Text {
+    fn name(&mut self, fam: usize, stem: &str, suffix: &'static str) -> Text {
+        let cache = &mut self.per_stem[self.stem];
+        if let Some((_, n)) = cache.names.iter().find(|(a, _)| *a == suffix.as_ptr() as usize) {
+            return n.clone();
+        }
         let names = &mut self.families[fam].names;
         let found = names.iter().find(|n| n.len() == stem.len() + suffix.len() && n.starts_with(stem) && n.ends_with(suffix));
-        match found {
+        let n = match found {
             Some(n) => n.clone(),
             None => {
                 let n: Text = Arc::from(concat(stem, suffix));
                 names.push(n.clone());
                 n
             }
-        }
+        };
+        self.per_stem[self.stem].names.push((suffix.as_ptr() as usize, n.clone()));
+        n
     }
 
     fn push(&mut self, fam: usize, s: Sample) {
@@ -464,20 +500,18 @@ impl<'a> Builder<'a> {
     }
 
     /// A sample whose value is field `at` of the snapshot.
-    fn field(&self, name: &Text, labels: Vec<(Text, Text)>, at: usize) -> Sample {
+    fn field(&self, name: &Text, labels: Labels, at: usize) -> Sample {
         let value = self.fields.get(at).copied().unwrap_or(f64::NAN);
         Sample { name: name.clone(), labels, value, source: Source::Field(at as u32) }
     }
 
-    /// `value`'s fields start at index `at` of the snapshot's fields.
-    fn metric(&mut self, m: &'a Metric, value: &'a Value, at: usize, committed: bool, disambiguate: bool, stem: &str) {
+    /// The labels every series of a metric has: fixed ones, namespace, step, result, Beam's.
+    fn base(&self, key: &MetricKey, committed: bool, disambiguate: bool) -> Labels {
         let cfg = self.cfg;
-        let key = &m.key;
         let mut base: Vec<(Text, Text)> = Vec::with_capacity(self.fixed.len() + 5 + key.labels.len());
         base.extend_from_slice(&self.fixed);
-        let (namespace, step) = (key.namespace.clone(), key.step.clone());
-        base.push((self.keys.namespace.clone(), capped(namespace)));
-        base.push((self.keys.step.clone(), capped(step)));
+        base.push((self.keys.namespace.clone(), capped(key.namespace.clone())));
+        base.push((self.keys.step.clone(), capped(key.step.clone())));
         let result = if committed { &self.keys.committed } else { &self.keys.attempted };
         base.push((self.keys.result.clone(), result.clone()));
         for (k, v) in &key.labels {
@@ -498,6 +532,26 @@ impl<'a> Builder<'a> {
         }
         base.retain(|(_, v)| !v.is_empty());
         base.sort_unstable_by(cmp_label);
+        base.into()
+    }
+
+    /// `value`'s fields start at index `at` of the snapshot's fields.
+    fn metric(&mut self, m: &'a Metric, value: &'a Value, at: usize, committed: bool, disambiguate: bool, stem: &str) {
+        let key = &m.key;
+        let base = if key.labels.is_empty() {
+            // Shared by every metric of this step and namespace (found by the texts' addresses).
+            let id = [addr(&key.namespace), addr(&key.step), committed as usize, if disambiguate { addr(&key.name) } else { 0 }];
+            match self.bases.get(&id) {
+                Some(l) => l.clone(),
+                None => {
+                    let l = self.base(key, committed, disambiguate);
+                    self.bases.insert(id, l.clone());
+                    l
+                }
+            }
+        } else {
+            self.base(key, committed, disambiguate)
+        };
         let beam = &key.name;
         // Field offsets follow `Value::fields`.
         match value {
@@ -516,7 +570,7 @@ impl<'a> Builder<'a> {
                 self.push(fam, count_s);
                 // Beam reports an empty distribution as min=Long.MAX_VALUE, max=Long.MIN_VALUE.
                 if *count > 0 {
-                    for (suffix, k, what) in [("_distribution_min", 2, "minimum"), ("_distribution_max", 3, "maximum")] {
+                    for (suffix, k, what) in [("_distribution_min", 2usize, "minimum"), ("_distribution_max", 3, "maximum")] {
                         let fam = self.family(stem, suffix, FamilyType::Gauge, || format!("Beam distribution {} ({})", beam, what));
                         let name = self.name(fam, stem, suffix);
                         let s = self.field(&name, base.clone(), at + k);
@@ -578,7 +632,7 @@ impl<'a> Builder<'a> {
                     samples.push(self.field(&s.name, s.labels, at + 1 + i));
                 }
                 // The total is the last cumulative count (a constant 0 without buckets).
-                let total = |b: &Self, name: &Text, labels: Vec<(Text, Text)>| match h.buckets.len() {
+                let total = |b: &Self, name: &Text, labels: Labels| match h.buckets.len() {
                     0 => Sample::new(name.clone(), labels, 0.0),
                     n => b.field(name, labels, at + n),
                 };
@@ -593,6 +647,10 @@ impl<'a> Builder<'a> {
             }
         }
     }
+}
+
+fn addr(t: &Text) -> usize {
+    Arc::as_ptr(t) as *const u8 as usize
 }
 
 /// A label value cut to `MAX_LABEL_VALUE_LEN` (rare: the shared text is reused when it fits).
@@ -744,7 +802,11 @@ pub fn map(snapshot: &Snapshot, cfg: &NamingConfig) -> Mapped {
         fields: Vec::with_capacity(snapshot.metrics.len() * 2),
         texts: series_order::Texts::default(),
         scratch: String::new(),
+        bases: HashMap::default(),
+        stem: 0,
+        per_stem: Vec::new(),
     };
+    b.per_stem.resize_with(stems.len(), StemCache::default);
     // Every value's fields, also those not selected, so that field indices depend on the
     // snapshot alone (as in `contract::split`).
     let mut at = Vec::with_capacity(snapshot.metrics.len());
@@ -763,6 +825,7 @@ pub fn map(snapshot: &Snapshot, cfg: &NamingConfig) -> Mapped {
             continue;
         }
         let (stem, clash) = (&stems[stem_id].0, stems[stem_id].1);
+        b.stem = stem_id;
         if let (true, Some(v)) = (cfg.selection != Selection::Committed, &m.attempted) {
             b.metric(m, v, a, false, clash, stem);
         }
@@ -771,7 +834,7 @@ pub fn map(snapshot: &Snapshot, cfg: &NamingConfig) -> Mapped {
         }
     }
     let mut duplicates = 0u64;
-    let rank = b.texts.ranks();
+    let ranks = b.texts.ranks();
     let mut families: Vec<Family> = Vec::with_capacity(b.families.len());
     for FamilyBuild { mut family, keys, .. } in b.families {
         // Stable order; an exact duplicate series would make a receiver reject the whole batch.
@@ -781,7 +844,7 @@ pub fn map(snapshot: &Snapshot, cfg: &NamingConfig) -> Mapped {
             family.samples.dedup_by(|a, b| a.name == b.name && a.labels == b.labels);
             duplicates += (before - family.samples.len()) as u64;
         } else if keys.len() == family.samples.len() {
-            duplicates += keys.sort_and_dedup(&mut family.samples, &rank);
+            duplicates += keys.sort_and_dedup(&mut family.samples, &ranks);
         } else {
             duplicates += series_order::sort_and_dedup(&mut family.samples);
         }

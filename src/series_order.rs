@@ -2,12 +2,13 @@
 //! dropping exact duplicates, without reading the series again. Sorting `Sample`s by their
 //! texts was half of a large first push's mapping: by then the label lists of 100k series are
 //! out of the cache, and steps are long paths with long common prefixes. So each series' key is
-//! taken when it is pushed (its labels still in the cache), as ids of its texts' allocations;
-//! the distinct texts are ranked by their bytes once per mapping, and the series are sorted by
-//! those integers. Equal bytes get equal ranks, so the order and the duplicates are those of
-//! comparing the texts (tests/naming.rs checks it against a sort by bytes).
+//! taken when it is pushed: the ids of its name's and its label set's allocations (series share
+//! both). The distinct texts are ranked by their bytes once per mapping, the distinct label sets
+//! by their texts' ranks, and the series are sorted by those two integers. Equal bytes get equal
+//! ranks, so the order and the duplicates are those of comparing the texts (tests/naming.rs
+//! checks it against a sort by bytes).
 
-use crate::naming::{FxBuild, Sample, Text};
+use crate::naming::{FxBuild, Labels, Sample, Text};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -15,11 +16,17 @@ fn addr(t: &Text) -> usize {
     Arc::as_ptr(t) as *const u8 as usize
 }
 
-/// The distinct text allocations of one mapping's series, in first-seen order.
+fn set_addr(l: &Labels) -> usize {
+    Arc::as_ptr(l) as *const u8 as usize
+}
+
+/// The distinct text and label-set allocations of one mapping's series, in first-seen order.
 #[derive(Default)]
 pub struct Texts {
     id_of: HashMap<usize, u32, FxBuild>,
     texts: Vec<Text>,
+    set_of: HashMap<usize, u32, FxBuild>,
+    sets: Vec<Labels>,
 }
 
 impl Texts {
@@ -31,85 +38,107 @@ impl Texts {
         })
     }
 
-    /// Rank of each id by its text's bytes; equal texts share a rank.
-    pub fn ranks(&self) -> Vec<u32> {
-        let mut by_bytes: Vec<u32> = (0..self.texts.len() as u32).collect();
-        by_bytes.sort_unstable_by(|&a, &b| self.texts[a as usize].cmp(&self.texts[b as usize]));
-        let mut rank = vec![0u32; self.texts.len()];
-        for i in 1..by_bytes.len() {
-            let (prev, this) = (by_bytes[i - 1] as usize, by_bytes[i] as usize);
-            rank[this] = rank[prev] + (self.texts[prev] != self.texts[this]) as u32;
+    fn set_id(&mut self, l: &Labels) -> u32 {
+        let sets = &mut self.sets;
+        *self.set_of.entry(set_addr(l)).or_insert_with(|| {
+            sets.push(l.clone());
+            sets.len() as u32 - 1
+        })
+    }
+
+    /// Ranks of each text id and of each set id, by bytes; equal contents share a rank.
+    pub fn ranks(mut self) -> Ranks {
+        // The sets' texts get ids too, before the texts are ranked.
+        let sets = std::mem::take(&mut self.sets);
+        let mut set_ids: Vec<u32> = Vec::with_capacity(sets.len() * 8);
+        let mut set_ends: Vec<u32> = Vec::with_capacity(sets.len());
+        for l in &sets {
+            for (k, v) in l.iter() {
+                set_ids.push(self.id(k));
+                set_ids.push(self.id(v));
+            }
+            set_ends.push(set_ids.len() as u32);
         }
-        rank
+        let text = rank_by(self.texts.len(), |a, b| self.texts[a].cmp(&self.texts[b]));
+        for id in &mut set_ids {
+            *id = text[*id as usize];
+        }
+        let set = |i: usize| -> &[u32] { &set_ids[if i == 0 { 0 } else { set_ends[i - 1] as usize }..set_ends[i] as usize] };
+        let set = rank_by(sets.len(), |a, b| set(a).cmp(set(b)));
+        Ranks { text, set }
     }
 }
 
-/// The keys of one family's series, in push order: [name, label name, label value, …] as ids.
+/// Rank of each of `n` items by `cmp`; equal items share a rank.
+fn rank_by(n: usize, cmp: impl Fn(usize, usize) -> std::cmp::Ordering) -> Vec<u32> {
+    let mut by_order: Vec<u32> = (0..n as u32).collect();
+    by_order.sort_unstable_by(|&a, &b| cmp(a as usize, b as usize));
+    let mut rank = vec![0u32; n];
+    for i in 1..by_order.len() {
+        let (prev, this) = (by_order[i - 1] as usize, by_order[i] as usize);
+        rank[this] = rank[prev] + cmp(prev, this).is_ne() as u32;
+    }
+    rank
+}
+
+/// See `Texts::ranks`.
+pub struct Ranks {
+    text: Vec<u32>,
+    set: Vec<u32>,
+}
+
+/// The keys of one family's series, in push order: (name id, label set id).
 #[derive(Default)]
 pub struct Keys {
-    ids: Vec<u32>,
-    ends: Vec<u32>,
-    /// The previous series' texts by position: neighbours mostly share them (job, namespace,
-    /// step), which saves the map lookup.
-    last: Vec<(usize, u32)>,
+    ids: Vec<(u32, u32)>,
+    /// The previous series' name and set: neighbours mostly share them, which saves the lookups.
+    last: Option<(usize, u32, usize, u32)>,
 }
 
 impl Keys {
     /// Series recorded.
     pub fn len(&self) -> usize {
-        self.ends.len()
+        self.ids.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
+        self.ids.is_empty()
     }
 
     /// Records the key of `s`, the next series of the family.
     pub fn push(&mut self, s: &Sample, texts: &mut Texts) {
-        let all = std::iter::once(&s.name).chain(s.labels.iter().flat_map(|(k, v)| [k, v]));
-        for (j, t) in all.enumerate() {
-            let a = addr(t);
-            let id = match self.last.get(j) {
-                Some(&(la, id)) if la == a => id,
-                _ => {
-                    let id = texts.id(t);
-                    match self.last.get_mut(j) {
-                        Some(l) => *l = (a, id),
-                        None => self.last.push((a, id)),
-                    }
-                    id
-                }
-            };
-            self.ids.push(id);
-        }
-        self.ends.push(self.ids.len() as u32);
+        let (n, l) = (addr(&s.name), set_addr(&s.labels));
+        let (name, set) = match self.last {
+            Some((ln, name, ls, set)) if ln == n && ls == l => (name, set),
+            Some((ln, name, _, _)) if ln == n => (name, texts.set_id(&s.labels)),
+            _ => (texts.id(&s.name), texts.set_id(&s.labels)),
+        };
+        self.last = Some((n, name, l, set));
+        self.ids.push((name, set));
     }
 
-    /// Sorts `samples` (the series pushed, in push order) by their keys ranked by `rank`, drops
+    /// Sorts `samples` (the series pushed, in push order) by their keys ranked by `ranks`, drops
     /// exact duplicates (the first pushed kept) and returns how many were dropped.
-    pub fn sort_and_dedup(mut self, samples: &mut Vec<Sample>, rank: &[u32]) -> u64 {
-        debug_assert_eq!(self.ends.len(), samples.len(), "one key per series");
+    pub fn sort_and_dedup(self, samples: &mut Vec<Sample>, ranks: &Ranks) -> u64 {
+        debug_assert_eq!(self.ids.len(), samples.len(), "one key per series");
         if samples.len() < 2 {
             return 0;
         }
-        for id in &mut self.ids {
-            *id = rank[*id as usize];
-        }
-        let (ids, ends) = (&self.ids, &self.ends);
-        let key = |i: u32| -> &[u32] {
-            let start = if i == 0 { 0 } else { ends[i as usize - 1] as usize };
-            &ids[start..ends[i as usize] as usize]
-        };
-        let mut order: Vec<u32> = (0..samples.len() as u32).collect();
-        // Stable: of two duplicates the one pushed first is kept.
-        order.sort_by(|&a, &b| key(a).cmp(key(b)));
-        order.dedup_by(|b, a| key(*a) == key(*b));
-        let dropped = (samples.len() - order.len()) as u64;
-        if dropped == 0 && order.iter().enumerate().all(|(i, &o)| i as u32 == o) {
+        // Key, then push order: of two duplicates the one pushed first is kept.
+        let mut order: Vec<(u64, u32)> = self
+            .ids
+            .iter()
+            .enumerate()
+            .map(|(i, &(n, l))| ((ranks.text[n as usize] as u64) << 32 | ranks.set[l as usize] as u64, i as u32))
+            .collect();
+        if order.windows(2).all(|w| w[0].0 < w[1].0) {
             return 0;
         }
+        order.sort_unstable();
+        order.dedup_by(|b, a| a.0 == b.0);
+        let dropped = (samples.len() - order.len()) as u64;
         let mut taken: Vec<Option<Sample>> = samples.drain(..).map(Some).collect();
-        samples.extend(order.iter().map(|&i| taken[i as usize].take().expect("each series once")));
+        samples.extend(order.iter().map(|&(_, i)| taken[i as usize].take().expect("each series once")));
         dropped
     }
 }
@@ -122,6 +151,6 @@ pub fn sort_and_dedup(samples: &mut Vec<Sample>) -> u64 {
     for s in samples.iter() {
         keys.push(s, &mut texts);
     }
-    let rank = texts.ranks();
-    keys.sort_and_dedup(samples, &rank)
+    let ranks = texts.ranks();
+    keys.sort_and_dedup(samples, &ranks)
 }
