@@ -91,6 +91,15 @@ impl<'a> Reader<'a> {
             .map_err(|_| DecodeError { offset: at, message: "string is not valid UTF-8".into() })
     }
 
+    /// A string of the table, borrowed from the buffer: decoding copies each text once, into
+    /// its shared `Text` or the value that uses it.
+    fn str(&mut self) -> Result<&'a str, DecodeError> {
+        let len = self.u32()? as usize;
+        let at = self.pos;
+        let bytes = self.take(len)?;
+        std::str::from_utf8(bytes).map_err(|_| DecodeError { offset: at, message: "string is not valid UTF-8".into() })
+    }
+
     fn finish(&self) -> Result<(), DecodeError> {
         if self.pos != self.buf.len() {
             return self.err(format!("{} trailing bytes", self.buf.len() - self.pos));
@@ -109,7 +118,7 @@ pub fn decode(buf: &[u8]) -> Result<Snapshot, DecodeError> {
     let nstrings = r.count(4)?;
     let mut strings = Vec::with_capacity(nstrings);
     for _ in 0..nstrings {
-        strings.push(r.string()?);
+        strings.push(r.str()?);
     }
     // Keys share their table entry (one allocation per distinct string); values that Beam
     // rarely repeats (string-set elements, trie segments) are copied as before.
@@ -224,28 +233,28 @@ pub fn split(buf: &[u8], skeleton: &mut Vec<u8>, fields: &mut Vec<f64>) -> Resul
 }
 
 /// A reference to table entry `i`, shared: the entry is copied once, on its first reference.
-fn text_ref(r: &mut Reader<'_>, strings: &[String], shared: &mut [Option<Text>]) -> Result<Text, DecodeError> {
+fn text_ref(r: &mut Reader<'_>, strings: &[&str], shared: &mut [Option<Text>]) -> Result<Text, DecodeError> {
     let i = r.u32()? as usize;
     match shared.get_mut(i) {
         Some(Some(t)) => Ok(t.clone()),
-        Some(slot) => Ok(slot.insert(Text::from(strings[i].as_str())).clone()),
+        Some(slot) => Ok(slot.insert(Text::from(strings[i])).clone()),
         None => r.err(format!("string index {} out of range ({} strings)", i, strings.len())),
     }
 }
 
-fn string_ref(r: &mut Reader<'_>, strings: &[String]) -> Result<String, DecodeError> {
+fn string_ref(r: &mut Reader<'_>, strings: &[&str]) -> Result<String, DecodeError> {
     let i = r.u32()? as usize;
     match strings.get(i) {
         Some(s) if s.len() <= r.copy_budget => {
             r.copy_budget -= s.len();
-            Ok(s.clone())
+            Ok(s.to_string())
         }
         Some(_) => r.err("string references would copy more than 64 times the buffer's size"),
         None => r.err(format!("string index {} out of range ({} strings)", i, strings.len())),
     }
 }
 
-fn value(r: &mut Reader<'_>, kind: u8, strings: &[String]) -> Result<Value, DecodeError> {
+fn value(r: &mut Reader<'_>, kind: u8, strings: &[&str]) -> Result<Value, DecodeError> {
     Ok(match kind {
         KIND_COUNTER => Value::Counter(r.i64()?),
         KIND_DISTRIBUTION => {

@@ -652,6 +652,14 @@ fn make_room(shared: &Shared, st: &mut LaneState, jobs: Vec<Job>) -> Option<Stri
             d.forget(id);
         }
     }
+    if dropped > 0 && first_droppable == 1 {
+        // The request being sent stays, but leaves the disk: its record would hold back the
+        // acknowledgement, and with it the removal of every segment written after it, so a
+        // request retried for long let the files outgrow --prometheusBufferDirMaxBytes.
+        if let (Some(d), Some(id)) = (&mut st.disk, st.jobs.front_mut().and_then(|j| j.disk_id.take())) {
+            d.forget(id);
+        }
+    }
     st.jobs.extend(jobs);
     st.ack_disk();
     st.update_queued(&shared.stats);

@@ -11,6 +11,7 @@ pub mod http;
 pub mod intake;
 pub mod model;
 pub mod naming;
+pub mod parallel;
 pub mod pipelines;
 pub mod pushgateway;
 pub mod remote_write;
@@ -19,3 +20,8 @@ pub mod reuse;
 pub mod series_order;
 
 mod jni;
+
+/// See Cargo.toml (mimalloc): every allocation of this library, none of the JVM's.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

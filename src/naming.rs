@@ -3,6 +3,7 @@
 //! The mapping is documented in README.md ("Metric mapping").
 
 use crate::model::{Metric, MetricKey, Snapshot, Value};
+use crate::parallel;
 use crate::series_order;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -372,7 +373,7 @@ struct Builder<'a> {
     keys: Keys,
     capped: u64,
     /// The snapshot's fields (see `Source::Field`).
-    fields: Vec<f64>,
+    fields: &'a [f64],
     /// The texts of the series' sort keys (`series_order`).
     texts: series_order::Texts,
     /// Reused for the series names of one metric (stem + suffix).
@@ -500,9 +501,9 @@ impl<'a> Builder<'a> {
     }
 
     /// A sample whose value is field `at` of the snapshot.
-    fn field(&self, name: &Text, labels: Labels, at: usize) -> Sample {
+    fn field(&self, name: Text, labels: Labels, at: usize) -> Sample {
         let value = self.fields.get(at).copied().unwrap_or(f64::NAN);
-        Sample { name: name.clone(), labels, value, source: Source::Field(at as u32) }
+        Sample { name, labels, value, source: Source::Field(at as u32) }
     }
 
     /// The labels every series of a metric has: fixed ones, namespace, step, result, Beam's.
@@ -559,13 +560,13 @@ impl<'a> Builder<'a> {
                 let fam = self.family(stem, "_total", FamilyType::Counter, || format!("Beam counter {}", beam));
                 let name = self.name(fam, stem, "_total");
                 // The only series of this metric: it takes the labels instead of a copy.
-                let s = self.field(&name, base, at);
+                let s = self.field(name, base, at);
                 self.push(fam, s);
             }
             Value::Distribution { count, .. } => {
                 let fam = self.family(stem, "_distribution", FamilyType::Summary, || format!("Beam distribution {}", beam));
                 let (sum_n, count_n) = (self.name(fam, stem, "_distribution_sum"), self.name(fam, stem, "_distribution_count"));
-                let (sum_s, count_s) = (self.field(&sum_n, base.clone(), at), self.field(&count_n, base.clone(), at + 1));
+                let (sum_s, count_s) = (self.field(sum_n, base.clone(), at), self.field(count_n, base.clone(), at + 1));
                 self.push(fam, sum_s);
                 self.push(fam, count_s);
                 // Beam reports an empty distribution as min=Long.MAX_VALUE, max=Long.MIN_VALUE.
@@ -573,7 +574,7 @@ impl<'a> Builder<'a> {
                     for (suffix, k, what) in [("_distribution_min", 2usize, "minimum"), ("_distribution_max", 3, "maximum")] {
                         let fam = self.family(stem, suffix, FamilyType::Gauge, || format!("Beam distribution {} ({})", beam, what));
                         let name = self.name(fam, stem, suffix);
-                        let s = self.field(&name, base.clone(), at + k);
+                        let s = self.field(name, base.clone(), at + k);
                         self.push(fam, s);
                     }
                 }
@@ -585,12 +586,12 @@ impl<'a> Builder<'a> {
                 }
                 let fam = self.family(stem, "_gauge", FamilyType::Gauge, || format!("Beam gauge {}", beam));
                 let name = self.name(fam, stem, "_gauge");
-                let s = self.field(&name, base.clone(), at);
+                let s = self.field(name, base.clone(), at);
                 self.push(fam, s);
                 let suffix = "_gauge_timestamp_seconds";
                 let fam = self.family(stem, suffix, FamilyType::Gauge, || format!("When Beam gauge {} was last set (Unix seconds)", beam));
                 let name = self.name(fam, stem, suffix);
-                let s = self.field(&name, base, at + 1);
+                let s = self.field(name, base, at + 1);
                 self.push(fam, s);
             }
             Value::StringSet(set) => {
@@ -629,19 +630,19 @@ impl<'a> Builder<'a> {
                 for (i, (bound, _)) in h.buckets.iter().enumerate() {
                     saw_inf |= *bound == f64::INFINITY;
                     let s = with_extra(&bucket, &base, &[(le.clone(), Arc::from(format_float(*bound)))], 0.0);
-                    samples.push(self.field(&s.name, s.labels, at + 1 + i));
+                    samples.push(self.field(s.name, s.labels, at + 1 + i));
                 }
                 // The total is the last cumulative count (a constant 0 without buckets).
                 let total = |b: &Self, name: &Text, labels: Labels| match h.buckets.len() {
                     0 => Sample::new(name.clone(), labels, 0.0),
-                    n => b.field(name, labels, at + n),
+                    n => b.field(name.clone(), labels, at + n),
                 };
                 if !saw_inf {
                     let s = with_extra(&bucket, &base, &[(le.clone(), Arc::from("+Inf"))], 0.0);
                     samples.push(total(self, &s.name, s.labels));
                 }
                 let (sum_n, count_n) = (self.name(fam, stem, "_histogram_sum"), self.name(fam, stem, "_histogram_count"));
-                samples.push(self.field(&sum_n, base.clone(), at));
+                samples.push(self.field(sum_n, base.clone(), at));
                 samples.push(total(self, &count_n, base));
                 self.families[fam].family.samples.extend(samples);
             }
@@ -753,8 +754,15 @@ fn parse_le(v: &str) -> f64 {
     }
 }
 
-/// Maps one snapshot to Prometheus families.
+/// Maps one snapshot to Prometheus families; a large one on two threads (`parallel`).
 pub fn map(snapshot: &Snapshot, cfg: &NamingConfig) -> Mapped {
+    map_in(snapshot, cfg, if snapshot.metrics.len() >= parallel::WORTH_IT { 2 } else { 1 })
+}
+
+/// `map` by `parts` builders (1 or 2; the second on a helper thread), each taking the metrics of
+/// its stems: the same families, series and order whatever `parts` (tests/naming.rs).
+pub fn map_in(snapshot: &Snapshot, cfg: &NamingConfig, parts: usize) -> Mapped {
+    let parts = parts.clamp(1, 2);
     // Every suffix fits the room metric_name keeps, so a name is its stem plus the kind's suffix:
     // sanitize each Beam name once.
     let name = if cfg.utf8_names { metric_name_utf8 } else { metric_name };
@@ -789,67 +797,97 @@ pub fn map(snapshot: &Snapshot, cfg: &NamingConfig) -> Mapped {
             })
         })
         .collect();
-    let mut fixed: Vec<(Text, Text)> =
-        cfg.const_labels.iter().map(|(k, v)| (Arc::from(k.as_str()), Arc::from(label_value(v)))).collect();
-    fixed.push((Arc::from("job"), Arc::from(label_value(&cfg.job))));
-    let mut b = Builder {
-        cfg,
-        index: HashMap::with_capacity_and_hasher(snapshot.metrics.len(), FxBuild::default()),
-        families: Vec::with_capacity(snapshot.metrics.len()),
-        fixed,
-        keys: Keys::new(cfg),
-        capped: 0,
-        fields: Vec::with_capacity(snapshot.metrics.len() * 2),
-        texts: series_order::Texts::default(),
-        scratch: String::new(),
-        bases: HashMap::default(),
-        stem: 0,
-        per_stem: Vec::new(),
-    };
-    b.per_stem.resize_with(stems.len(), StemCache::default);
     // Every value's fields, also those not selected, so that field indices depend on the
     // snapshot alone (as in `contract::split`).
+    let mut fields = Vec::with_capacity(snapshot.metrics.len() * 2);
     let mut at = Vec::with_capacity(snapshot.metrics.len());
     for m in &snapshot.metrics {
-        let a = b.fields.len();
+        let a = fields.len();
         if let Some(v) = &m.attempted {
-            v.fields(&mut b.fields);
+            v.fields(&mut fields);
         }
-        at.push((a, b.fields.len()));
+        at.push((a, fields.len()));
         if let Some(v) = &m.committed {
-            v.fields(&mut b.fields);
+            v.fields(&mut fields);
         }
     }
-    for ((m, stem_id), (a, c)) in snapshot.metrics.iter().zip(stem_ids).zip(at) {
-        if m.kind().is_none() {
-            continue;
+    // A family is a stem and a suffix, so the families of a stem are built by one builder, the
+    // same for equal stems of different names: the halves share no family.
+    let part_of: Vec<usize> = stems
+        .iter()
+        .map(|(stem, _)| {
+            let mut h = Fx::default();
+            std::hash::Hasher::write(&mut h, stem.as_bytes());
+            (std::hash::Hasher::finish(&h) >> 63) as usize
+        })
+        .collect();
+    let build = |part: usize| -> Mapped {
+        let mut fixed: Vec<(Text, Text)> =
+            cfg.const_labels.iter().map(|(k, v)| (Arc::from(k.as_str()), Arc::from(label_value(v)))).collect();
+        fixed.push((Arc::from("job"), Arc::from(label_value(&cfg.job))));
+        let mut b = Builder {
+            cfg,
+            index: HashMap::with_capacity_and_hasher(snapshot.metrics.len() / parts, FxBuild::default()),
+            families: Vec::with_capacity(snapshot.metrics.len() / parts),
+            fixed,
+            keys: Keys::new(cfg),
+            capped: 0,
+            fields: &fields,
+            texts: series_order::Texts::default(),
+            scratch: String::new(),
+            bases: HashMap::default(),
+            stem: 0,
+            per_stem: Vec::new(),
+        };
+        b.per_stem.resize_with(stems.len(), StemCache::default);
+        for ((m, &stem_id), &(a, c)) in snapshot.metrics.iter().zip(&stem_ids).zip(&at) {
+            if m.kind().is_none() || (parts > 1 && part_of[stem_id] != part) {
+                continue;
+            }
+            let (stem, clash) = (&stems[stem_id].0, stems[stem_id].1);
+            b.stem = stem_id;
+            if let (true, Some(v)) = (cfg.selection != Selection::Committed, &m.attempted) {
+                b.metric(m, v, a, false, clash, stem);
+            }
+            if let (true, Some(v)) = (cfg.selection != Selection::Attempted, &m.committed) {
+                b.metric(m, v, c, true, clash, stem);
+            }
         }
-        let (stem, clash) = (&stems[stem_id].0, stems[stem_id].1);
-        b.stem = stem_id;
-        if let (true, Some(v)) = (cfg.selection != Selection::Committed, &m.attempted) {
-            b.metric(m, v, a, false, clash, stem);
+        b.finish()
+    };
+    let mut mapped = if parts > 1 {
+        let (one, mut zero) = parallel::join(|| build(1), || build(0));
+        zero.families.extend(one.families);
+        zero.capped += one.capped;
+        zero.duplicates += one.duplicates;
+        zero
+    } else {
+        build(0)
+    };
+    mapped.families.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+    mapped
+}
+
+impl Builder<'_> {
+    /// The families built, each sorted and without duplicate series.
+    fn finish(self) -> Mapped {
+        let mut duplicates = 0u64;
+        let ranks = self.texts.ranks();
+        let mut families: Vec<Family> = Vec::with_capacity(self.families.len());
+        for FamilyBuild { mut family, keys, .. } in self.families {
+            // Stable order; an exact duplicate series would make a receiver reject the whole batch.
+            if family.typ == FamilyType::Histogram {
+                family.samples.sort_by(histogram_order);
+                let before = family.samples.len();
+                family.samples.dedup_by(|a, b| a.name == b.name && a.labels == b.labels);
+                duplicates += (before - family.samples.len()) as u64;
+            } else if keys.len() == family.samples.len() {
+                duplicates += keys.sort_and_dedup(&mut family.samples, &ranks);
+            } else {
+                duplicates += series_order::sort_and_dedup(&mut family.samples);
+            }
+            families.push(family);
         }
-        if let (true, Some(v)) = (cfg.selection != Selection::Attempted, &m.committed) {
-            b.metric(m, v, c, true, clash, stem);
-        }
+        Mapped { families, capped: self.capped, duplicates }
     }
-    let mut duplicates = 0u64;
-    let ranks = b.texts.ranks();
-    let mut families: Vec<Family> = Vec::with_capacity(b.families.len());
-    for FamilyBuild { mut family, keys, .. } in b.families {
-        // Stable order; an exact duplicate series would make a receiver reject the whole batch.
-        if family.typ == FamilyType::Histogram {
-            family.samples.sort_by(histogram_order);
-            let before = family.samples.len();
-            family.samples.dedup_by(|a, b| a.name == b.name && a.labels == b.labels);
-            duplicates += (before - family.samples.len()) as u64;
-        } else if keys.len() == family.samples.len() {
-            duplicates += keys.sort_and_dedup(&mut family.samples, &ranks);
-        } else {
-            duplicates += series_order::sort_and_dedup(&mut family.samples);
-        }
-        families.push(family);
-    }
-    families.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-    Mapped { families, capped: b.capped, duplicates }
 }

@@ -94,6 +94,8 @@ pub fn series(mapped: &Mapped, timestamp_ms: i64) -> Vec<TimeSeries> {
 pub struct SeriesLabels {
     bytes: Vec<u8>,
     ends: Vec<usize>,
+    /// The labels of the series after these, where they were built apart (`append`).
+    rest: Option<Box<SeriesLabels>>,
 }
 
 impl SeriesLabels {
@@ -105,7 +107,7 @@ impl SeriesLabels {
         let per_series = samples.peek().map_or(0, |s| {
             s.labels.iter().map(|(k, v)| label_len(k, v)).sum::<usize>() + label_len("__name__", &s.name)
         });
-        let mut out = SeriesLabels { bytes: Vec::with_capacity(n * (per_series + per_series / 8)), ends: Vec::with_capacity(n) };
+        let mut out = SeriesLabels { bytes: Vec::with_capacity(n * (per_series + per_series / 8)), ends: Vec::with_capacity(n), rest: None };
         for s in samples {
             // Labels sorted by name with __name__ in its place (uppercase names sort before it).
             let split = s.labels.partition_point(|(k, _)| &**k < "__name__");
@@ -122,16 +124,30 @@ impl SeriesLabels {
     }
 
     pub fn len(&self) -> usize {
-        self.ends.len()
+        self.ends.len() + self.rest.as_ref().map_or(0, |r| r.len())
+    }
+
+    /// Appends the labels of the series after this store's (built on another thread), as they
+    /// are: copying them over would cost a large first push some milliseconds.
+    pub fn append(&mut self, next: SeriesLabels) {
+        match &mut self.rest {
+            Some(rest) => rest.append(next),
+            None => self.rest = Some(Box::new(next)),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
+        self.len() == 0
     }
 
     fn get(&self, i: usize) -> &[u8] {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        &self.bytes[start..self.ends[i]]
+        match (self.ends.len(), &self.rest) {
+            (n, Some(rest)) if i >= n => rest.get(i - n),
+            _ => {
+                let start = if i == 0 { 0 } else { self.ends[i - 1] };
+                &self.bytes[start..self.ends[i]]
+            }
+        }
     }
 }
 

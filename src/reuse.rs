@@ -6,6 +6,7 @@
 use crate::contract::{self, DecodeError};
 use crate::model::Snapshot;
 use crate::naming::{self, Mapped, NamingConfig};
+use crate::parallel;
 use crate::pushgateway;
 use crate::remote_write;
 use crate::remote_write_v2;
@@ -22,6 +23,8 @@ pub struct MappingCache {
     /// Every series' encoded labels and the encoded metadata of `mapped`, built on first use.
     remote_write: Option<(remote_write::SeriesLabels, Vec<u8>)>,
     encoder: remote_write::Encoder,
+    /// The helper thread's, for large snapshots (`parallel`).
+    helper_encoder: remote_write::Encoder,
     /// The Pushgateway protobuf body's structure, built on first use.
     push_plan: Option<pushgateway::PushPlan>,
     /// Remote-write 2.0: every request's symbols and series encoded once per mapping.
@@ -93,19 +96,51 @@ impl MappingCache {
     /// Each body comes with its number of series.
     pub fn remote_write_bodies(&mut self, time_ms: i64, per_request: usize, stale: bool) -> Vec<(Vec<u8>, usize)> {
         let values = self.mapped.values();
-        let MappingCache { mapped, remote_write: rw, encoder, .. } = self;
-        let (labels, metadata) = rw.get_or_insert_with(|| {
-            (remote_write::SeriesLabels::new(mapped.series(), mapped.sample_count()), remote_write::metadata_bytes(&remote_write::metadata(mapped)))
-        });
-        values
-            .chunks(per_request.max(1))
-            .enumerate()
-            .map(|(i, chunk)| {
-                let meta: &[u8] = if i == 0 && !stale { metadata } else { &[] };
-                let body = encoder.encode(labels, i * per_request.max(1), chunk.iter().copied(), time_ms, meta, stale);
-                (body, chunk.len())
-            })
-            .collect()
+        let per = per_request.max(1);
+        let n = values.len();
+        // Requests from series `split` on are encoded on a helper thread: a whole number of
+        // requests, about half of a large snapshot's.
+        let split = if n >= parallel::WORTH_IT { (n / 2).div_ceil(per) * per } else { n };
+        let MappingCache { mapped, remote_write: rw, encoder, helper_encoder, .. } = self;
+        let mapped = &*mapped;
+        let job = RequestJob { values: &values, per, time_ms, stale };
+        if let Some((labels, metadata)) = rw {
+            let (labels, metadata) = (&*labels, &*metadata);
+            if split >= n {
+                return job.encode(encoder, labels, 0, 0..n, metadata);
+            }
+            let (second, mut first) =
+                parallel::join(|| job.encode(helper_encoder, labels, 0, split..n, &[]), || job.encode(encoder, labels, 0, 0..split, metadata));
+            first.extend(second);
+            return first;
+        }
+        // A first push: every series' labels encoded, each half's by the thread that sends it.
+        let metadata = remote_write::metadata_bytes(&remote_write::metadata(mapped));
+        let ((mut labels, mut bodies), rest) = if split >= n {
+            let labels = remote_write::SeriesLabels::new(mapped.series(), n);
+            let bodies = job.encode(encoder, &labels, 0, 0..n, &metadata);
+            ((labels, bodies), None)
+        } else {
+            let (rest, first) = parallel::join(
+                || {
+                    let labels = remote_write::SeriesLabels::new(mapped.series().skip(split), n - split);
+                    let bodies = job.encode(helper_encoder, &labels, split, split..n, &[]);
+                    (labels, bodies)
+                },
+                || {
+                    let labels = remote_write::SeriesLabels::new(mapped.series().take(split), split);
+                    let bodies = job.encode(encoder, &labels, 0, 0..split, &metadata);
+                    (labels, bodies)
+                },
+            );
+            (first, Some(rest))
+        };
+        if let Some((rest_labels, rest_bodies)) = rest {
+            labels.append(rest_labels);
+            bodies.extend(rest_bodies);
+        }
+        *rw = Some((labels, metadata));
+        bodies
     }
 
     /// Like `remote_write_bodies`, in remote-write 2.0 (`remote_write_v2`), metadata on every
@@ -130,6 +165,37 @@ impl MappingCache {
                 let body = v2_encoder.encode(chunk, &values[at..at + n], time_ms, stale);
                 at += n;
                 (body, n)
+            })
+            .collect()
+    }
+}
+
+/// What every remote-write request of one push shares.
+struct RequestJob<'a> {
+    values: &'a [f64],
+    per: usize,
+    time_ms: i64,
+    stale: bool,
+}
+
+impl RequestJob<'_> {
+    /// The requests of series `range` (starting on a request boundary), `labels` holding the
+    /// labels of the series from `labels_from` on; `metadata` goes into the push's first request.
+    fn encode(
+        &self,
+        encoder: &mut remote_write::Encoder,
+        labels: &remote_write::SeriesLabels,
+        labels_from: usize,
+        range: std::ops::Range<usize>,
+        metadata: &[u8],
+    ) -> Vec<(Vec<u8>, usize)> {
+        range
+            .clone()
+            .step_by(self.per)
+            .map(|at| {
+                let chunk = &self.values[at..(at + self.per).min(range.end)];
+                let meta: &[u8] = if at == 0 && !self.stale { metadata } else { &[] };
+                (encoder.encode(labels, at - labels_from, chunk.iter().copied(), self.time_ms, meta, self.stale), chunk.len())
             })
             .collect()
     }

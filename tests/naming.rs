@@ -766,6 +766,9 @@ proptest! {
         }
         // Deterministic.
         prop_assert_eq!(format!("{:?}", m), format!("{:?}", map(&s, &cfg)));
+        // The same on two threads as on one (large snapshots take two: `parallel`).
+        let (one, two) = (beam_prometheus::naming::map_in(&s, &cfg, 1), beam_prometheus::naming::map_in(&s, &cfg, 2));
+        prop_assert_eq!(format!("{:?}", one), format!("{:?}", two));
     }
 
     /// Many metrics whose names come from a tiny alphabet, all kinds, one namespace and step:
@@ -984,7 +987,7 @@ proptest! {
     #[test]
     fn prop_ranked_series_order_is_the_byte_order(
         rows in prop::collection::vec(
-            (0usize..4, prop::collection::vec((0usize..3, 0usize..5), 0..4), any::<bool>()),
+            (0usize..4, prop::collection::vec((0usize..3, 0usize..5), 0..4), any::<bool>(), any::<bool>()),
             0..60,
         )
     ) {
@@ -992,16 +995,19 @@ proptest! {
         // A few texts with shared prefixes; each used shared or as a fresh copy.
         let pool: Vec<Text> = ["a", "ab", "abc", "b", "Stage1/ParDo(x)", "Stage1/ParDo(y)", "_", "z"].iter().map(|s| Text::from(*s)).collect();
         let pick = |i: usize, fresh: bool| -> Text { if fresh { Text::from(&*pool[i]) } else { pool[i].clone() } };
-        let mut samples: Vec<Sample> = rows
-            .iter()
-            .enumerate()
-            .map(|(n, (name, labels, fresh))| {
-                let mut l: Vec<(Text, Text)> = labels.iter().map(|&(k, v)| (pick(k + 5, *fresh), pick(v, !*fresh))).collect();
-                l.sort_by(|a, b| a.0.cmp(&b.0));
-                l.dedup_by(|a, b| a.0 == b.0);
-                Sample::new(pick(*name, *fresh), l, n as f64)
-            })
-            .collect();
+        // Label sets are shared too (series of one metric, metrics of one step): some series take
+        // the previous one's.
+        let mut samples: Vec<Sample> = Vec::new();
+        for (n, (name, labels, fresh, share)) in rows.iter().enumerate() {
+            let mut l: Vec<(Text, Text)> = labels.iter().map(|&(k, v)| (pick(k + 5, *fresh), pick(v, !*fresh))).collect();
+            l.sort_by(|a, b| a.0.cmp(&b.0));
+            l.dedup_by(|a, b| a.0 == b.0);
+            let mut s = Sample::new(pick(*name, *fresh), l, n as f64);
+            if let (true, Some(prev)) = (*share, samples.last()) {
+                s.labels = prev.labels.clone();
+            }
+            samples.push(s);
+        }
         let mut expected = samples.clone();
         expected.sort_by(|a, b| (&a.name, &a.labels).cmp(&(&b.name, &b.labels)));
         expected.dedup_by(|b, a| a.name == b.name && a.labels == b.labels);

@@ -145,3 +145,38 @@ fn fields_follow_the_values() {
     let (_, fields) = skeleton(&encode(&s)).unwrap();
     assert_eq!(fields, vec![7.0, 6.0, 5.0, 1.5]);
 }
+
+/// A large snapshot's requests are encoded in two halves, on two threads (`parallel`): the
+/// bodies must be those of one encoder over all series, for the first push and for repeats,
+/// whatever the request size (halves split on a request boundary).
+#[test]
+fn large_pushes_encoded_in_halves_equal_one_pass() {
+    use beam_prometheus::remote_write::{metadata, metadata_bytes, Encoder, SeriesLabels};
+    let metrics: Vec<_> = (0..6000)
+        .map(|i| match i % 3 {
+            0 => attempted("ns", &format!("m{}", i % 97), &format!("step{}", i / 97), Value::Counter(i)),
+            1 => attempted("ns", &format!("d{}", i % 89), &format!("step{}", i / 89), Value::Distribution { sum: i, count: 2, min: 1, max: i }),
+            _ => attempted("ns", &format!("g{}", i % 83), &format!("step{}", i / 83), Value::Gauge { value: -i, timestamp_ms: 5 }),
+        })
+        .collect();
+    let s = snapshot(1_700_000_000_000, metrics);
+    let cfg = naming_cfg(Selection::Attempted);
+    let buf = encode(&s);
+    let mapped = map(&s, &cfg);
+    assert!(mapped.sample_count() >= beam_prometheus::parallel::WORTH_IT, "large enough for two threads");
+    for per in [1000, 1999, 2000, 4096, 7000, 20000] {
+        let labels = SeriesLabels::new(mapped.series(), mapped.sample_count());
+        let meta = metadata_bytes(&metadata(&mapped));
+        let mut enc = Encoder::default();
+        let values = mapped.values();
+        let one_pass: Vec<(Vec<u8>, usize)> = values
+            .chunks(per)
+            .enumerate()
+            .map(|(i, c)| (enc.encode(&labels, i * per, c.iter().copied(), s.time_ms, if i == 0 { &meta } else { &[] }, false), c.len()))
+            .collect();
+        let mut cache = beam_prometheus::reuse::MappingCache::default();
+        cache.update(&buf, &cfg, |_| ()).unwrap();
+        assert!(cache.remote_write_bodies(s.time_ms, per, false) == one_pass, "first push, {} series per request", per);
+        assert!(cache.remote_write_bodies(s.time_ms, per, false) == one_pass, "repeat push, {} series per request", per);
+    }
+}
