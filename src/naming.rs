@@ -496,7 +496,15 @@ impl<'a> Builder<'a> {
 
     fn push(&mut self, fam: usize, s: Sample) {
         let f = &mut self.families[fam];
-        f.keys.push(&s, &mut self.texts);
+        // Its index among the family's names, which `name` keeps distinct by content.
+        let name = match f.names.iter().position(|n| Arc::ptr_eq(n, &s.name)) {
+            Some(i) => i,
+            None => f.names.iter().position(|n| *n == s.name).unwrap_or_else(|| {
+                f.names.push(s.name.clone());
+                f.names.len() - 1
+            }),
+        };
+        f.keys.push(name as u32, &s, &mut self.texts);
         f.family.samples.push(s);
     }
 
@@ -874,7 +882,7 @@ impl Builder<'_> {
         let mut duplicates = 0u64;
         let ranks = self.texts.ranks();
         let mut families: Vec<Family> = Vec::with_capacity(self.families.len());
-        for FamilyBuild { mut family, keys, .. } in self.families {
+        for FamilyBuild { mut family, keys, names } in self.families {
             // Stable order; an exact duplicate series would make a receiver reject the whole batch.
             if family.typ == FamilyType::Histogram {
                 family.samples.sort_by(histogram_order);
@@ -882,7 +890,8 @@ impl Builder<'_> {
                 family.samples.dedup_by(|a, b| a.name == b.name && a.labels == b.labels);
                 duplicates += (before - family.samples.len()) as u64;
             } else if keys.len() == family.samples.len() {
-                duplicates += keys.sort_and_dedup(&mut family.samples, &ranks);
+                let name_rank = series_order::rank_by(names.len(), |a, b| names[a].cmp(&names[b]));
+                duplicates += keys.sort_and_dedup(&mut family.samples, &name_rank, &ranks);
             } else {
                 duplicates += series_order::sort_and_dedup(&mut family.samples);
             }

@@ -127,6 +127,11 @@ impl SeriesLabels {
         self.ends.len() + self.rest.as_ref().map_or(0, |r| r.len())
     }
 
+    /// Bytes per series, on average.
+    fn mean_len(&self) -> usize {
+        self.bytes.len() / self.ends.len().max(1)
+    }
+
     /// Appends the labels of the series after this store's (built on another thread), as they
     /// are: copying them over would cost a large first push some milliseconds.
     pub fn append(&mut self, next: SeriesLabels) {
@@ -224,9 +229,12 @@ impl Encoder {
     ) -> Vec<u8> {
         let raw = &mut self.raw;
         raw.clear();
+        let values = values.into_iter();
+        // Sized at once (a fresh encoder's buffer would otherwise grow and be copied 8 times).
+        raw.reserve(values.size_hint().0 * (labels.mean_len() + 24) + metadata.len());
         // The sample message: value (fixed64, left out when 0.0) and timestamp (varint, left out when 0).
         let ts_len = if timestamp_ms != 0 { 1 + encoded_len_varint(timestamp_ms as u64) } else { 0 };
-        for (i, v) in values.into_iter().enumerate() {
+        for (i, v) in values.enumerate() {
             let label_bytes = labels.get(first + i);
             let value = if stale { f64::from_bits(STALE_NAN) } else { wire_value(v) };
             let has_value = value != 0.0 || value.is_nan();

@@ -2,11 +2,12 @@
 //! dropping exact duplicates, without reading the series again. Sorting `Sample`s by their
 //! texts was half of a large first push's mapping: by then the label lists of 100k series are
 //! out of the cache, and steps are long paths with long common prefixes. So each series' key is
-//! taken when it is pushed: the ids of its name's and its label set's allocations (series share
-//! both). The distinct texts are ranked by their bytes once per mapping, the distinct label sets
-//! by their texts' ranks, and the series are sorted by those two integers. Equal bytes get equal
-//! ranks, so the order and the duplicates are those of comparing the texts (tests/naming.rs
-//! checks it against a sort by bytes).
+//! taken when it is pushed: its name's index among its family's few names, and the id of its
+//! label set's allocation (series share sets). The distinct label texts are ranked by their bytes
+//! once per mapping, the distinct sets by their texts' ranks, each family's names among
+//! themselves, and the series are sorted by those two integers. Equal bytes get equal ranks, so
+//! the order and the duplicates are those of comparing the texts (tests/naming.rs checks it
+//! against a sort by bytes).
 
 use crate::naming::{FxBuild, Labels, Sample, Text};
 use std::collections::HashMap;
@@ -20,7 +21,7 @@ fn set_addr(l: &Labels) -> usize {
     Arc::as_ptr(l) as *const u8 as usize
 }
 
-/// The distinct text and label-set allocations of one mapping's series, in first-seen order.
+/// The distinct label-set allocations of one mapping's series and their texts, in first-seen order.
 #[derive(Default)]
 pub struct Texts {
     id_of: HashMap<usize, u32, FxBuild>,
@@ -30,6 +31,7 @@ pub struct Texts {
 }
 
 impl Texts {
+    /// The id of a label text, by its allocation.
     fn id(&mut self, t: &Text) -> u32 {
         let texts = &mut self.texts;
         *self.id_of.entry(addr(t)).or_insert_with(|| {
@@ -46,7 +48,7 @@ impl Texts {
         })
     }
 
-    /// Ranks of each text id and of each set id, by bytes; equal contents share a rank.
+    /// Ranks of each set id, by its texts' bytes; equal contents share a rank.
     pub fn ranks(mut self) -> Ranks {
         // The sets' texts get ids too, before the texts are ranked.
         let sets = std::mem::take(&mut self.sets);
@@ -65,12 +67,12 @@ impl Texts {
         }
         let set = |i: usize| -> &[u32] { &set_ids[if i == 0 { 0 } else { set_ends[i - 1] as usize }..set_ends[i] as usize] };
         let set = rank_by(sets.len(), |a, b| set(a).cmp(set(b)));
-        Ranks { text, set }
+        Ranks { set }
     }
 }
 
 /// Rank of each of `n` items by `cmp`; equal items share a rank.
-fn rank_by(n: usize, cmp: impl Fn(usize, usize) -> std::cmp::Ordering) -> Vec<u32> {
+pub fn rank_by(n: usize, cmp: impl Fn(usize, usize) -> std::cmp::Ordering) -> Vec<u32> {
     let mut by_order: Vec<u32> = (0..n as u32).collect();
     by_order.sort_unstable_by(|&a, &b| cmp(a as usize, b as usize));
     let mut rank = vec![0u32; n];
@@ -83,16 +85,15 @@ fn rank_by(n: usize, cmp: impl Fn(usize, usize) -> std::cmp::Ordering) -> Vec<u3
 
 /// See `Texts::ranks`.
 pub struct Ranks {
-    text: Vec<u32>,
     set: Vec<u32>,
 }
 
-/// The keys of one family's series, in push order: (name id, label set id).
+/// The keys of one family's series, in push order: (name index, label set id).
 #[derive(Default)]
 pub struct Keys {
     ids: Vec<(u32, u32)>,
-    /// The previous series' name and set: neighbours mostly share them, which saves the lookups.
-    last: Option<(usize, u32, usize, u32)>,
+    /// The previous series' set: neighbours mostly share it, which saves the lookup.
+    last: Option<(usize, u32)>,
 }
 
 impl Keys {
@@ -105,21 +106,22 @@ impl Keys {
         self.ids.is_empty()
     }
 
-    /// Records the key of `s`, the next series of the family.
-    pub fn push(&mut self, s: &Sample, texts: &mut Texts) {
-        let (n, l) = (addr(&s.name), set_addr(&s.labels));
-        let (name, set) = match self.last {
-            Some((ln, name, ls, set)) if ln == n && ls == l => (name, set),
-            Some((ln, name, _, _)) if ln == n => (name, texts.set_id(&s.labels)),
-            _ => (texts.id(&s.name), texts.set_id(&s.labels)),
+    /// Records the key of `s`, the next series of the family; `name` is the index of its name
+    /// among the family's names, equal only for equal texts.
+    pub fn push(&mut self, name: u32, s: &Sample, texts: &mut Texts) {
+        let l = set_addr(&s.labels);
+        let set = match self.last {
+            Some((ls, set)) if ls == l => set,
+            _ => texts.set_id(&s.labels),
         };
-        self.last = Some((n, name, l, set));
+        self.last = Some((l, set));
         self.ids.push((name, set));
     }
 
-    /// Sorts `samples` (the series pushed, in push order) by their keys ranked by `ranks`, drops
-    /// exact duplicates (the first pushed kept) and returns how many were dropped.
-    pub fn sort_and_dedup(self, samples: &mut Vec<Sample>, ranks: &Ranks) -> u64 {
+    /// Sorts `samples` (the series pushed, in push order) by their keys, names ranked by
+    /// `name_rank` and sets by `ranks`, drops exact duplicates (the first pushed kept) and
+    /// returns how many were dropped.
+    pub fn sort_and_dedup(self, samples: &mut Vec<Sample>, name_rank: &[u32], ranks: &Ranks) -> u64 {
         debug_assert_eq!(self.ids.len(), samples.len(), "one key per series");
         if samples.len() < 2 {
             return 0;
@@ -129,7 +131,7 @@ impl Keys {
             .ids
             .iter()
             .enumerate()
-            .map(|(i, &(n, l))| ((ranks.text[n as usize] as u64) << 32 | ranks.set[l as usize] as u64, i as u32))
+            .map(|(i, &(n, l))| ((name_rank[n as usize] as u64) << 32 | ranks.set[l as usize] as u64, i as u32))
             .collect();
         if order.windows(2).all(|w| w[0].0 < w[1].0) {
             return 0;
@@ -146,11 +148,18 @@ impl Keys {
 /// Sorts and dedups `samples` on their own (keys taken now): for tests, and for callers
 /// without a mapping's push order.
 pub fn sort_and_dedup(samples: &mut Vec<Sample>) -> u64 {
+    let mut names: Vec<Text> = Vec::new();
+    let mut index: HashMap<&str, u32> = HashMap::new();
     let mut texts = Texts::default();
     let mut keys = Keys::default();
     for s in samples.iter() {
-        keys.push(s, &mut texts);
+        let n = *index.entry(&s.name).or_insert_with(|| {
+            names.push(s.name.clone());
+            names.len() as u32 - 1
+        });
+        keys.push(n, s, &mut texts);
     }
+    let name_rank = rank_by(names.len(), |a, b| names[a].cmp(&names[b]));
     let ranks = texts.ranks();
-    keys.sort_and_dedup(samples, &ranks)
+    keys.sort_and_dedup(samples, &name_rank, &ranks)
 }
