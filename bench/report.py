@@ -88,13 +88,13 @@ p("Rust first push, whole: what the exporter does with a snapshot of a new struc
 p("")
 p("#### 1c. Stages")
 p("")
-p("| series | Rust prost + snap (prebuilt requests) | Go gogo + golang/snappy (prebuilt) | Go / Rust | `naming::map` | … per series | `contract::decode` | Pushgateway text render | Pushgateway protobuf render, first push | … repeat push |")
-p("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+p("| series | Rust prost + snap (prebuilt requests) | Go gogo + golang/snappy (prebuilt) | Go / Rust | `naming::map` | … per series | … on one thread | `contract::decode` | Pushgateway text render | Pushgateway protobuf render, first push | … repeat push |")
+p("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for n in sizes:
     r, go = g("rust", "encode_prebuilt", n), g("go", "encode_prebuilt", n)
     mp = g('rust', 'map', n)
     per = "—" if mp is None else f"{mp / info.get(n, n) / 1e3:.2f} µs"
-    p(f"| {info.get(n, n):,} | {ms(r)} | {ms(go)} | {ratio(go, r)} | {ms(mp)} | {per} | {ms(g('rust', 'decode', n))} | "
+    p(f"| {info.get(n, n):,} | {ms(r)} | {ms(go)} | {ratio(go, r)} | {ms(mp)} | {per} | {ms(g('rust', 'map_one_thread', n))} | {ms(g('rust', 'decode', n))} | "
       f"{ms(g('rust', 'pushgateway_render', n))} | {ms(g('rust', 'pushgateway_render_protobuf', n))} | {ms(g('rust', 'pushgateway_protobuf_repeat', n))} |")
 p("")
 p("### 2. Whole writeMetrics call to local servers (median ms; ratio = other / ours)")

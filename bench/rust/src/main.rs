@@ -149,6 +149,11 @@ fn encode_mode(out: &Path, sizes: &[usize], samples: usize) {
             black_box(naming::map(black_box(&snap), &cfg));
         });
         report("rust", "map", n, &m, &info);
+        // The same on one thread (large snapshots take two: `parallel`).
+        let m = measure(samples, 2, k, || {
+            black_box(naming::map_in(black_box(&snap), &cfg, 1));
+        });
+        report("rust", "map_one_thread", n, &m, &info);
         let m = measure(samples, 2, k, || {
             black_box(contract::decode(black_box(&bytes)).unwrap());
         });
