@@ -643,8 +643,10 @@ fn make_room(shared: &Shared, st: &mut LaneState, jobs: Vec<Job>) -> Option<Stri
     let limit = cfg.max_buffered_samples as u64;
     let disk_over = |st: &LaneState| st.disk.as_ref().is_some_and(|d| d.live_bytes() > d.max_bytes());
     let mut dropped = 0u64;
+    let mut disk_bound = false;
     let first_droppable = if st.busy { 1 } else { 0 };
     while (queued + incoming > limit || disk_over(st)) && st.jobs.len() > first_droppable {
+        disk_bound |= disk_over(st);
         let Some(j) = st.jobs.remove(first_droppable) else { break };
         queued -= j.samples;
         dropped += j.samples;
@@ -652,7 +654,7 @@ fn make_room(shared: &Shared, st: &mut LaneState, jobs: Vec<Job>) -> Option<Stri
             d.forget(id);
         }
     }
-    if dropped > 0 && first_droppable == 1 {
+    if disk_bound && first_droppable == 1 {
         // The request being sent stays, but leaves the disk: its record would hold back the
         // acknowledgement, and with it the removal of every segment written after it, so a
         // request retried for long let the files outgrow --prometheusBufferDirMaxBytes.

@@ -389,10 +389,10 @@ struct Builder<'a> {
 
 #[derive(Default)]
 struct StemCache {
-    /// (address of the suffix, family index)
-    families: Vec<(usize, u32)>,
-    /// (address of the suffix, series name)
-    names: Vec<(usize, Text)>,
+    /// ((address, length) of the suffix, family index)
+    families: Vec<((usize, usize), u32)>,
+    /// ((address, length) of the suffix, series name)
+    names: Vec<((usize, usize), Text)>,
 }
 
 /// A family being built, with the names its samples use: a few per family, shared by all its
@@ -454,7 +454,7 @@ impl<'a> Builder<'a> {
         // Most metrics' stems were met before: their families are found by the stem's id and
         // the suffix's address, without building and hashing the name.
         let cache = &mut self.per_stem[self.stem];
-        if let Some(&(_, i)) = cache.families.iter().find(|(a, _)| *a == suffix.as_ptr() as usize) {
+        if let Some(&(_, i)) = cache.families.iter().find(|(a, _)| *a == (suffix.as_ptr() as usize, suffix.len())) {
             return i as usize;
         }
         self.scratch.clear();
@@ -470,14 +470,14 @@ impl<'a> Builder<'a> {
                 i
             }
         };
-        self.per_stem[self.stem].families.push((suffix.as_ptr() as usize, i as u32));
+        self.per_stem[self.stem].families.push(((suffix.as_ptr() as usize, suffix.len()), i as u32));
         i
     }
 
     /// The shared text of series name `stem` + `suffix` in family `fam`.
     fn name(&mut self, fam: usize, stem: &str, suffix: &'static str) -> Text {
         let cache = &mut self.per_stem[self.stem];
-        if let Some((_, n)) = cache.names.iter().find(|(a, _)| *a == suffix.as_ptr() as usize) {
+        if let Some((_, n)) = cache.names.iter().find(|(a, _)| *a == (suffix.as_ptr() as usize, suffix.len())) {
             return n.clone();
         }
         let names = &mut self.families[fam].names;
@@ -490,7 +490,7 @@ impl<'a> Builder<'a> {
                 n
             }
         };
-        self.per_stem[self.stem].names.push((suffix.as_ptr() as usize, n.clone()));
+        self.per_stem[self.stem].names.push(((suffix.as_ptr() as usize, suffix.len()), n.clone()));
         n
     }
 

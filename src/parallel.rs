@@ -1,11 +1,14 @@
-//! A large first push on two threads. Its mapping and encoding split into independent halves
+//! Large pushes on two threads. A first push's mapping and any push's encoding split into independent halves
 //! (families by stem, requests by series); one half runs on a scoped helper thread that gives
 //! way like the exporter's own (`background`), so a pipeline's threads still come first. Small
-//! snapshots stay on one thread: below `WORTH_IT` series a thread costs more than it saves.
+//! snapshots stay on one thread: below `WORTH_IT` a thread costs more than it saves. A thread is
+//! started per large push: with the library's own allocator (mimalloc) that leaves no per-thread
+//! arena behind, and the memory check of BENCHMARKS.md stays flat.
 
 use std::sync::Mutex;
 
-/// Series from which a second thread pays off (starting one costs some 50 µs).
+/// Size from which a second thread pays off (starting one costs some 50 µs): series for the
+/// encoding, metrics for the mapping (a metric is one series or a few).
 pub const WORTH_IT: usize = 4096;
 
 /// Runs `a` on a helper thread and `b` on this one, and returns both results. Where no thread

@@ -5,7 +5,7 @@ Each subcommand exits 0 when its check holds and prints what it found either way
   versions VERSION           gradle.properties, Cargo.toml and CHANGELOG.md's newest entry agree
   pom FILE                   the POM a Maven user gets
   jars DIR VERSION           main, sources and javadoc jars (with .sha1) and what they hold
-  natives JAR                both Linux libraries inside, each needing at most GLIBC_2.17
+  natives JAR                both Linux libraries inside, each needing at most GLIBC_2.17 and no static TLS
   input FILE                 writes the example's input; prints the metrics it must produce (JSON)
   promql URL JOB EXPECTED    Prometheus answers those values for the job
 """
@@ -108,6 +108,13 @@ def natives(jar):
                 bad += fail(f"{name} is built for {machine}")
             if not vs or vs[-1] > GLIBC_FLOOR:
                 bad += fail(f"{name} needs GLIBC_{top}, above the 2.17 floor")
+            # The JVM dlopens the library (a copy per class loader where no hard link can be
+            # made): static TLS would draw on glibc's small reserve for it and fail after a few.
+            dynamic = subprocess.run(["readelf", "-d", lib], capture_output=True, text=True, check=True).stdout
+            if "STATIC_TLS" in dynamic:
+                bad += fail(f"{name} needs static TLS (FLAGS STATIC_TLS): dlopen may fail with 'cannot allocate memory in static TLS block'")
+            else:
+                print(f"  {name}: no static TLS")
     return 1 if bad else 0
 
 

@@ -267,6 +267,45 @@ fn the_buffer_directory_is_free_when_close_returns_even_mid_request() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// A request that stays in flight (a receiver that never answers) is never dropped, but it must
+/// not hold the files of the requests dropped behind it: their segments go, the bound holds.
+#[test]
+fn a_request_in_flight_does_not_hold_the_disk_bound() {
+    let dir = temp_dir("in-flight-bound");
+    let d = dir.to_str().unwrap();
+    let hung = Server::start(|_, _| Reply::Hang);
+    let ex = exporter(&[("prometheusRemoteWriteUrl", &hung.url("/w")), ("prometheusBufferDir", d), ("prometheusBufferDirMaxBytes", "65536")])
+        .unwrap();
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut hex = |n: usize| -> String {
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                char::from_digit((x % 16) as u32, 16).unwrap()
+            })
+            .collect()
+    };
+    let mut push = |t: i64| {
+        let metrics: Vec<Metric> = (0..100).map(|i| attempted("ns", "m", &hex(100), Value::Counter(i as i64 + t))).collect();
+        ex.export(&snapshot(1000 * t, metrics));
+    };
+    push(1);
+    hung.wait_for(1, 5 * SECOND);
+    // With a disk buffer, export writes the requests (and drops beyond the bound) before it returns.
+    for t in 2..=20 {
+        push(t);
+    }
+    let st = stats(&ex);
+    assert!(st["samples_dropped"] > 0, "{:?}", st);
+    let on_disk: u64 = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
+    assert!(on_disk <= 2 * 65_536 + 64, "{} bytes on disk while the first request is in flight", on_disk);
+    ex.close(Duration::from_millis(200));
+    drop(ex);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn the_disk_bound_drops_the_oldest_requests() {
     let dir = temp_dir("bound");
