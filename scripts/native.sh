@@ -54,9 +54,6 @@ qemu_test() {
   for t in "${QEMU_SKIP[@]}"; do skips+=(--skip "$t"); done
   CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64-static -L /usr/aarch64-linux-gnu" \
     cargo-zigbuild test --profile cross-test --no-fail-fast --target "aarch64-unknown-linux-gnu.$GLIBC_FLOOR" -- "${skips[@]}"
-  # The decoder's tests measure allocations with their own allocator, so without the library's.
-  CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64-static -L /usr/aarch64-linux-gnu" \
-    cargo-zigbuild test --profile cross-test --no-default-features --target "aarch64-unknown-linux-gnu.$GLIBC_FLOOR" --test contract
 }
 
 case "${1:-build}" in

@@ -21,7 +21,3 @@ pub mod series_order;
 
 mod jni;
 
-/// See Cargo.toml (mimalloc): every allocation of this library, none of the JVM's.
-#[cfg(feature = "mimalloc")]
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

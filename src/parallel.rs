@@ -1,9 +1,9 @@
-//! Large pushes on two threads. A first push's mapping and any push's encoding split into independent halves
+//! A large first push on two threads. Its mapping and encoding split into independent halves
 //! (families by stem, requests by series); one half runs on a scoped helper thread that gives
 //! way like the exporter's own (`background`), so a pipeline's threads still come first. Small
-//! snapshots stay on one thread: below `WORTH_IT` a thread costs more than it saves. A thread is
-//! started per large push: with the library's own allocator (mimalloc) that leaves no per-thread
-//! arena behind, and the memory check of BENCHMARKS.md stays flat.
+//! snapshots stay on one thread: below `WORTH_IT` a thread costs more than it saves. Only first
+//! pushes (a new set of metrics) start a thread: a repeat push is cheap, and a thread started
+//! every period would leave glibc arenas behind.
 
 use std::sync::Mutex;
 

@@ -98,21 +98,15 @@ impl MappingCache {
         let values = self.mapped.values();
         let per = per_request.max(1);
         let n = values.len();
-        // Requests from series `split` on are encoded on a helper thread: a whole number of
-        // requests, about half of a large snapshot's.
+        // On a first push, requests from series `split` on are encoded on a helper thread: a
+        // whole number of requests, about half of a large snapshot's.
         let split = if n >= parallel::WORTH_IT { (n / 2).div_ceil(per) * per } else { n };
         let MappingCache { mapped, remote_write: rw, encoder, helper_encoder, .. } = self;
         let mapped = &*mapped;
         let job = RequestJob { values: &values, per, time_ms, stale };
         if let Some((labels, metadata)) = rw {
-            let (labels, metadata) = (&*labels, &*metadata);
-            if split >= n {
-                return job.encode(encoder, labels, 0, 0..n, metadata);
-            }
-            let (second, mut first) =
-                parallel::join(|| job.encode(helper_encoder, labels, 0, split..n, &[]), || job.encode(encoder, labels, 0, 0..split, metadata));
-            first.extend(second);
-            return first;
+            // A repeat push stays on this thread: it is cheap, and runs every period.
+            return job.encode(encoder, labels, 0, 0..n, metadata);
         }
         // A first push: every series' labels encoded, each half's by the thread that sends it.
         let metadata = remote_write::metadata_bytes(&remote_write::metadata(mapped));

@@ -1,7 +1,4 @@
 //! The binary contract decoder: never panics, never over-allocates, and inverts `encode`.
-//! Its allocator measures what decoding allocates, so it runs without the library's own:
-//! `cargo test --no-default-features --test contract` (tests/run_all.sh does).
-#![cfg(not(feature = "mimalloc"))]
 
 mod common;
 
