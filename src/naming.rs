@@ -828,6 +828,7 @@ pub fn map_in(snapshot: &Snapshot, cfg: &NamingConfig, parts: usize) -> Mapped {
             std::hash::Hasher::write(&mut h, stem.as_bytes());
             (std::hash::Hasher::finish(&h) >> 63) as usize
         })
+        .take(if parts > 1 { stems.len() } else { 0 })
         .collect();
     let build = |part: usize| -> Mapped {
         let mut fixed: Vec<(Text, Text)> =

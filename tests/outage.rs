@@ -267,6 +267,21 @@ fn the_buffer_directory_is_free_when_close_returns_even_mid_request() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Pseudo-random hex strings (xorshift from `seed`): label values snappy cannot shrink, so a
+/// request's size on disk is predictable.
+fn hex_source(mut x: u64) -> impl FnMut(usize) -> String {
+    move |n| {
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                char::from_digit((x % 16) as u32, 16).unwrap()
+            })
+            .collect()
+    }
+}
+
 /// A request that stays in flight (a receiver that never answers) is never dropped, but it must
 /// not hold the files of the requests dropped behind it: their segments go, the bound holds.
 #[test]
@@ -276,17 +291,7 @@ fn a_request_in_flight_does_not_hold_the_disk_bound() {
     let hung = Server::start(|_, _| Reply::Hang);
     let ex = exporter(&[("prometheusRemoteWriteUrl", &hung.url("/w")), ("prometheusBufferDir", d), ("prometheusBufferDirMaxBytes", "65536")])
         .unwrap();
-    let mut x = 0x2545_f491_4f6c_dd1du64;
-    let mut hex = |n: usize| -> String {
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                char::from_digit((x % 16) as u32, 16).unwrap()
-            })
-            .collect()
-    };
+    let mut hex = hex_source(0x2545_f491_4f6c_dd1du64);
     let mut push = |t: i64| {
         let metrics: Vec<Metric> = (0..100).map(|i| attempted("ns", "m", &hex(100), Value::Counter(i as i64 + t))).collect();
         ex.export(&snapshot(1000 * t, metrics));
@@ -320,17 +325,7 @@ fn the_disk_bound_drops_the_oldest_requests() {
     ])
     .unwrap();
     // About 10 KB per request (incompressible label values): about 6 fit in 64 KiB.
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let mut hex = |n: usize| -> String {
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                char::from_digit((x % 16) as u32, 16).unwrap()
-            })
-            .collect()
-    };
+    let mut hex = hex_source(0x9e37_79b9_7f4a_7c15u64);
     for push in 1..=20i64 {
         let metrics: Vec<Metric> =
             (0..100).map(|i| attempted("ns", "m", &hex(100), Value::Counter(i as i64 + push))).collect();
