@@ -18,6 +18,7 @@ pub mod remote_write;
 pub mod remote_write_v2;
 pub mod reuse;
 pub mod series_order;
+pub mod snappy_blocks;
 
 mod jni;
 

@@ -156,6 +156,7 @@ impl SeriesLabels {
     }
 }
 
+use crate::snappy_blocks::{self, Compressor};
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
 
 fn str_field_len(s: &str) -> usize {
@@ -208,10 +209,11 @@ pub fn metadata_bytes(metadata: &[MetricMetadata]) -> Vec<u8> {
 
 /// Writes snappy-compressed `WriteRequest`s straight from `SeriesLabels`, with its buffers and
 /// snappy state reused from request to request: the same bytes prost writes for `series()`.
+/// Each 64 KiB of the request is compressed as soon as it is written (`snappy_blocks`).
 #[derive(Default)]
 pub struct Encoder {
     raw: Vec<u8>,
-    snappy: Snappy,
+    snappy: Compressor,
 }
 
 impl Encoder {
@@ -229,9 +231,10 @@ impl Encoder {
     ) -> Vec<u8> {
         let raw = &mut self.raw;
         raw.clear();
+        // A block and a series, so the buffer is not regrown block by block.
+        raw.reserve(snappy_blocks::BLOCK + 4096);
         let values = values.into_iter();
-        // Sized at once (a fresh encoder's buffer would otherwise grow and be copied 8 times).
-        raw.reserve(values.size_hint().0 * (labels.mean_len() + 24) + metadata.len());
+        self.snappy.start();
         // The sample message: value (fixed64, left out when 0.0) and timestamp (varint, left out when 0).
         let ts_len = if timestamp_ms != 0 { 1 + encoded_len_varint(timestamp_ms as u64) } else { 0 };
         for (i, v) in values.enumerate() {
@@ -253,31 +256,23 @@ impl Encoder {
                 encode_key(2, WireType::Varint, raw);
                 encode_varint(timestamp_ms as u64, raw);
             }
+            if raw.len() >= snappy_blocks::BLOCK {
+                self.snappy.take_blocks(raw);
+            }
         }
         raw.extend_from_slice(metadata);
-        self.snappy.compress(raw)
+        self.snappy.finish(raw)
     }
 }
 
-/// Snappy block compression with its output buffer and encoder state reused from request to
-/// request; shared by the 1.0 and 2.0 encoders.
+/// Snappy block compression of a whole message, its state reused from request to request
+/// (the 2.0 encoder's).
 #[derive(Default)]
-pub struct Snappy {
-    compressed: Vec<u8>,
-    encoder: Option<snap::raw::Encoder>,
-}
+pub struct Snappy(Compressor);
 
 impl Snappy {
     pub fn compress(&mut self, raw: &[u8]) -> Vec<u8> {
-        let need = snap::raw::max_compress_len(raw.len());
-        if self.compressed.len() < need {
-            // Fresh zeroed memory (calloc): untouched pages cost nothing, unlike resize's memset.
-            self.compressed = vec![0; need];
-        }
-        let encoder = self.encoder.get_or_insert_with(snap::raw::Encoder::new);
-        // Only fails for inputs over 4 GiB; requests are capped far below by --prometheusMaxSamplesPerRequest.
-        let n = encoder.compress(raw, &mut self.compressed).unwrap_or(0);
-        self.compressed[..n].to_vec()
+        self.0.compress(raw)
     }
 }
 
