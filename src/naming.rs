@@ -364,8 +364,6 @@ pub use crate::model::Text;
 
 struct Builder<'a> {
     cfg: &'a NamingConfig,
-    /// Family name → index into `families`: one hash per metric and family, no key copies.
-    index: HashMap<String, usize, FxBuild>,
     families: Vec<FamilyBuild>,
     /// Constant labels and `job`, the same on every series.
     fixed: Vec<(Text, Text)>,
@@ -378,21 +376,23 @@ struct Builder<'a> {
     texts: series_order::Texts,
     /// Reused for the series names of one metric (stem + suffix).
     scratch: String,
+    /// Reused for a label set being built (sorted, then moved into its `Labels`).
+    set_scratch: Vec<(Text, Text)>,
     /// The stem (by id) of the metric being mapped, and per stem the families and series names
-    /// its suffixes resolved to.
+    /// of its suffixes. Equal stems have one id, and no two (stem, suffix) pairs spell one name
+    /// (no suffix ends with another), so a family is found by its stem and suffix alone.
     stem: usize,
-    per_stem: Vec<StemCache>,
+    per_stem: Vec<Vec<StemEntry>>,
     /// The label sets of metrics without labels of their own, by the addresses of namespace,
     /// step and (where it is a label) name, and by result.
     bases: HashMap<[usize; 4], Labels, FxBuild>,
 }
 
-#[derive(Default)]
-struct StemCache {
-    /// ((address, length) of the suffix, family index)
-    families: Vec<((usize, usize), u32)>,
-    /// ((address, length) of the suffix, series name)
-    names: Vec<((usize, usize), Text)>,
+/// A suffix met with a stem: the family it belongs to and, once asked for, the series name.
+struct StemEntry {
+    suffix: &'static str,
+    family: u32,
+    name: Option<Text>,
 }
 
 /// A family being built, with the names its samples use: a few per family, shared by all its
@@ -451,46 +451,37 @@ impl<'a> Builder<'a> {
 
     /// The family `stem` + `suffix`, created with its help text on first use; its index.
     fn family(&mut self, stem: &str, suffix: &'static str, typ: FamilyType, help: impl FnOnce() -> String) -> usize {
-        // Most metrics' stems were met before: their families are found by the stem's id and
-        // the suffix's address, without building and hashing the name.
-        let cache = &mut self.per_stem[self.stem];
-        if let Some(&(_, i)) = cache.families.iter().find(|(a, _)| *a == (suffix.as_ptr() as usize, suffix.len())) {
-            return i as usize;
+        // Most metrics' stems were met before (in other steps): found without building a name.
+        let entries = &mut self.per_stem[self.stem];
+        if let Some(e) = entries.iter().find(|e| e.suffix == suffix) {
+            return e.family as usize;
         }
-        self.scratch.clear();
-        self.scratch.push_str(stem);
-        self.scratch.push_str(suffix);
-        let i = match self.index.get(self.scratch.as_str()) {
-            Some(&i) => i,
-            None => {
-                let i = self.families.len();
-                let f = Family { name: self.scratch.clone(), typ, help: help(), unit: "", samples: Vec::new() };
-                self.families.push(FamilyBuild { family: f, names: Vec::new(), keys: series_order::Keys::default() });
-                self.index.insert(self.scratch.clone(), i);
-                i
-            }
-        };
-        self.per_stem[self.stem].families.push(((suffix.as_ptr() as usize, suffix.len()), i as u32));
+        let i = self.families.len();
+        let f = Family { name: concat(stem, suffix), typ, help: help(), unit: "", samples: Vec::new() };
+        self.families.push(FamilyBuild { family: f, names: Vec::new(), keys: series_order::Keys::default() });
+        entries.push(StemEntry { suffix, family: i as u32, name: None });
         i
     }
 
     /// The shared text of series name `stem` + `suffix` in family `fam`.
     fn name(&mut self, fam: usize, stem: &str, suffix: &'static str) -> Text {
-        let cache = &mut self.per_stem[self.stem];
-        if let Some((_, n)) = cache.names.iter().find(|(a, _)| *a == (suffix.as_ptr() as usize, suffix.len())) {
-            return n.clone();
-        }
-        let names = &mut self.families[fam].names;
-        let found = names.iter().find(|n| n.len() == stem.len() + suffix.len() && n.starts_with(stem) && n.ends_with(suffix));
-        let n = match found {
-            Some(n) => n.clone(),
+        let entries = &mut self.per_stem[self.stem];
+        let at = match entries.iter().position(|e| e.suffix == suffix) {
+            Some(at) => at,
             None => {
-                let n: Text = Arc::from(concat(stem, suffix));
-                names.push(n.clone());
-                n
+                entries.push(StemEntry { suffix, family: fam as u32, name: None });
+                entries.len() - 1
             }
         };
-        self.per_stem[self.stem].names.push(((suffix.as_ptr() as usize, suffix.len()), n.clone()));
+        if let Some(n) = &entries[at].name {
+            return n.clone();
+        }
+        self.scratch.clear();
+        self.scratch.push_str(stem);
+        self.scratch.push_str(suffix);
+        let n: Text = Arc::from(self.scratch.as_str());
+        entries[at].name = Some(n.clone());
+        self.families[fam].names.push(n.clone());
         n
     }
 
@@ -515,9 +506,10 @@ impl<'a> Builder<'a> {
     }
 
     /// The labels every series of a metric has: fixed ones, namespace, step, result, Beam's.
-    fn base(&self, key: &MetricKey, committed: bool, disambiguate: bool) -> Labels {
+    fn base(&mut self, key: &MetricKey, committed: bool, disambiguate: bool) -> Labels {
         let cfg = self.cfg;
-        let mut base: Vec<(Text, Text)> = Vec::with_capacity(self.fixed.len() + 5 + key.labels.len());
+        let mut base = std::mem::take(&mut self.set_scratch);
+        base.clear();
         base.extend_from_slice(&self.fixed);
         base.push((self.keys.namespace.clone(), capped(key.namespace.clone())));
         base.push((self.keys.step.clone(), capped(key.step.clone())));
@@ -541,7 +533,10 @@ impl<'a> Builder<'a> {
         }
         base.retain(|(_, v)| !v.is_empty());
         base.sort_unstable_by(cmp_label);
-        base.into()
+        // Moved, not copied: one allocation for the set.
+        let labels: Labels = base.drain(..).collect();
+        self.set_scratch = base;
+        labels
     }
 
     /// `value`'s fields start at index `at` of the snapshot's fields.
@@ -611,7 +606,7 @@ impl<'a> Builder<'a> {
                 let name = self.name(fam, stem, "_string_set_info");
                 let value_label = self.keys.value.clone();
                 for e in entries {
-                    let s = with_extra(&name, &base, &[(value_label.clone(), Arc::from(label_value(e)))], 1.0);
+                    let s = with_extra(&mut self.set_scratch, &name, &base, &[(value_label.clone(), value_text(e))], 1.0);
                     self.push(fam, s);
                 }
             }
@@ -624,8 +619,8 @@ impl<'a> Builder<'a> {
                 let name = self.name(fam, stem, "_bounded_trie_info");
                 let (path_l, trunc_l) = (self.keys.path.clone(), self.keys.truncated.clone());
                 for (p, t) in entries {
-                    let extra = [(path_l.clone(), Arc::from(label_value(&p))), (trunc_l.clone(), Arc::from(t.to_string()))];
-                    let s = with_extra(&name, &base, &extra, 1.0);
+                    let extra = [(path_l.clone(), value_text(&p)), (trunc_l.clone(), Arc::from(if t { "true" } else { "false" }))];
+                    let s = with_extra(&mut self.set_scratch, &name, &base, &extra, 1.0);
                     self.push(fam, s);
                 }
             }
@@ -637,7 +632,7 @@ impl<'a> Builder<'a> {
                 let mut saw_inf = false;
                 for (i, (bound, _)) in h.buckets.iter().enumerate() {
                     saw_inf |= *bound == f64::INFINITY;
-                    let s = with_extra(&bucket, &base, &[(le.clone(), Arc::from(format_float(*bound)))], 0.0);
+                    let s = with_extra(&mut self.set_scratch, &bucket, &base, &[(le.clone(), Arc::from(format_float(*bound)))], 0.0);
                     samples.push(self.field(s.name, s.labels, at + 1 + i));
                 }
                 // The total is the last cumulative count (a constant 0 without buckets).
@@ -646,7 +641,7 @@ impl<'a> Builder<'a> {
                     n => b.field(name.clone(), labels, at + n),
                 };
                 if !saw_inf {
-                    let s = with_extra(&bucket, &base, &[(le.clone(), Arc::from("+Inf"))], 0.0);
+                    let s = with_extra(&mut self.set_scratch, &bucket, &base, &[(le.clone(), Arc::from("+Inf"))], 0.0);
                     samples.push(total(self, &s.name, s.labels));
                 }
                 let (sum_n, count_n) = (self.name(fam, stem, "_histogram_sum"), self.name(fam, stem, "_histogram_count"));
@@ -679,12 +674,19 @@ fn cmp_label(a: &(Text, Text), b: &(Text, Text)) -> std::cmp::Ordering {
     cmp_text(&a.0, &b.0).then_with(|| cmp_text(&a.1, &b.1))
 }
 
-fn with_extra(name: &Text, base: &[(Text, Text)], extra: &[(Text, Text)], value: f64) -> Sample {
-    let mut labels = Vec::with_capacity(base.len() + extra.len());
-    labels.extend_from_slice(base);
-    labels.extend(extra.iter().filter(|(_, v)| !v.is_empty()).cloned());
-    labels.sort_unstable_by(cmp_label);
+/// `base` and `extra` as one sorted set, built in `scratch` and moved into one allocation.
+fn with_extra(scratch: &mut Vec<(Text, Text)>, name: &Text, base: &[(Text, Text)], extra: &[(Text, Text)], value: f64) -> Sample {
+    scratch.clear();
+    scratch.extend_from_slice(base);
+    scratch.extend(extra.iter().filter(|(_, v)| !v.is_empty()).cloned());
+    scratch.sort_unstable_by(cmp_label);
+    let labels: Labels = scratch.drain(..).collect();
     Sample::new(name.clone(), labels, value)
+}
+
+/// A label value as shared text, cut like `label_value` when too long.
+fn value_text(v: &str) -> Text {
+    if v.len() <= MAX_LABEL_VALUE_LEN { Arc::from(v) } else { Arc::from(label_value(v)) }
 }
 
 /// A word-at-a-time multiplicative hash (as rustc's FxHash) for the mapping's own maps: keys are
@@ -789,19 +791,24 @@ pub fn map_in(snapshot: &Snapshot, cfg: &NamingConfig, parts: usize) -> Mapped {
     };
     let renamed =
         |name: &str, stem: &str| !(stem.len() == verbatim_prefix.len() + name.len() && stem.starts_with(&verbatim_prefix) && stem.ends_with(name));
-    // Per metric, its stem and whether its name was renamed, computed once per distinct name:
-    // the metrics of every step share their names' texts (`model::Text`), found by address.
-    let mut stems: Vec<(String, bool)> = Vec::new();
-    let mut stem_of_name: HashMap<usize, usize, FxBuild> = HashMap::default();
-    let stem_ids: Vec<usize> = snapshot
+    // Per metric, its stem's id and whether its name was renamed, computed once per distinct
+    // name: the metrics of every step share their names' texts (`model::Text`), found by
+    // address. Names that sanitize alike share the stem's id.
+    let mut stems: Vec<String> = Vec::new();
+    let mut stem_id: HashMap<String, usize, FxBuild> = HashMap::default();
+    let mut of_name: HashMap<usize, (usize, bool), FxBuild> = HashMap::default();
+    let stem_ids: Vec<(usize, bool)> = snapshot
         .metrics
         .iter()
         .map(|m| {
-            *stem_of_name.entry(Arc::as_ptr(&m.key.name) as *const u8 as usize).or_insert_with(|| {
+            *of_name.entry(Arc::as_ptr(&m.key.name) as *const u8 as usize).or_insert_with(|| {
                 let stem = name(&cfg.prefix, &m.key.name, "");
                 let clash = renamed(&m.key.name, &stem);
-                stems.push((stem, clash));
-                stems.len() - 1
+                let id = *stem_id.entry(stem).or_insert_with_key(|stem| {
+                    stems.push(stem.clone());
+                    stems.len() - 1
+                });
+                (id, clash)
             })
         })
         .collect();
@@ -823,7 +830,7 @@ pub fn map_in(snapshot: &Snapshot, cfg: &NamingConfig, parts: usize) -> Mapped {
     // same for equal stems of different names: the halves share no family.
     let part_of: Vec<usize> = stems
         .iter()
-        .map(|(stem, _)| {
+        .map(|stem| {
             let mut h = Fx::default();
             std::hash::Hasher::write(&mut h, stem.as_bytes());
             (std::hash::Hasher::finish(&h) >> 63) as usize
@@ -836,7 +843,6 @@ pub fn map_in(snapshot: &Snapshot, cfg: &NamingConfig, parts: usize) -> Mapped {
         fixed.push((Arc::from("job"), Arc::from(label_value(&cfg.job))));
         let mut b = Builder {
             cfg,
-            index: HashMap::with_capacity_and_hasher(snapshot.metrics.len() / parts, FxBuild::default()),
             families: Vec::with_capacity(snapshot.metrics.len() / parts),
             fixed,
             keys: Keys::new(cfg),
@@ -844,16 +850,17 @@ pub fn map_in(snapshot: &Snapshot, cfg: &NamingConfig, parts: usize) -> Mapped {
             fields: &fields,
             texts: series_order::Texts::default(),
             scratch: String::new(),
+            set_scratch: Vec::new(),
             bases: HashMap::default(),
             stem: 0,
             per_stem: Vec::new(),
         };
-        b.per_stem.resize_with(stems.len(), StemCache::default);
-        for ((m, &stem_id), &(a, c)) in snapshot.metrics.iter().zip(&stem_ids).zip(&at) {
+        b.per_stem.resize_with(stems.len(), Vec::new);
+        for ((m, &(stem_id, clash)), &(a, c)) in snapshot.metrics.iter().zip(&stem_ids).zip(&at) {
             if m.kind().is_none() || (parts > 1 && part_of[stem_id] != part) {
                 continue;
             }
-            let (stem, clash) = (&stems[stem_id].0, stems[stem_id].1);
+            let stem = &stems[stem_id];
             b.stem = stem_id;
             if let (true, Some(v)) = (cfg.selection != Selection::Committed, &m.attempted) {
                 b.metric(m, v, a, false, clash, stem);
@@ -891,8 +898,10 @@ impl Builder<'_> {
                 family.samples.dedup_by(|a, b| a.name == b.name && a.labels == b.labels);
                 duplicates += (before - family.samples.len()) as u64;
             } else if keys.len() == family.samples.len() {
-                let name_rank = series_order::rank_by(names.len(), |a, b| names[a].cmp(&names[b]));
-                duplicates += keys.sort_and_dedup(&mut family.samples, &name_rank, &ranks);
+                // Most families have one name (ranked 0) or two.
+                let name_rank = if names.len() > 1 { series_order::rank_by(names.len(), |a, b| names[a].cmp(&names[b])) } else { Vec::new() };
+                let name_rank: &[u32] = if names.len() > 1 { &name_rank } else { &[0] };
+                duplicates += keys.sort_and_dedup(&mut family.samples, name_rank, &ranks);
             } else {
                 duplicates += series_order::sort_and_dedup(&mut family.samples);
             }

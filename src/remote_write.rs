@@ -94,8 +94,6 @@ pub fn series(mapped: &Mapped, timestamp_ms: i64) -> Vec<TimeSeries> {
 pub struct SeriesLabels {
     bytes: Vec<u8>,
     ends: Vec<usize>,
-    /// The labels of the series after these, where they were built apart (`append`).
-    rest: Option<Box<SeriesLabels>>,
 }
 
 impl SeriesLabels {
@@ -104,41 +102,17 @@ impl SeriesLabels {
         let mut samples = samples.into_iter().peekable();
         // Sized from the first series (series of a mapping are alike), so the store is not
         // regrown and copied on a large first push.
-        let per_series = samples.peek().map_or(0, |s| {
-            s.labels.iter().map(|(k, v)| label_len(k, v)).sum::<usize>() + label_len("__name__", &s.name)
-        });
-        let mut out = SeriesLabels { bytes: Vec::with_capacity(n * (per_series + per_series / 8)), ends: Vec::with_capacity(n), rest: None };
+        let per_series = samples.peek().map_or(0, |s| labels_len(s));
+        let mut out = SeriesLabels { bytes: Vec::with_capacity(n * (per_series + per_series / 8)), ends: Vec::with_capacity(n) };
         for s in samples {
-            // Labels sorted by name with __name__ in its place (uppercase names sort before it).
-            let split = s.labels.partition_point(|(k, _)| &**k < "__name__");
-            for (k, v) in &s.labels[..split] {
-                put_label(k, v, &mut out.bytes);
-            }
-            put_label("__name__", &s.name, &mut out.bytes);
-            for (k, v) in &s.labels[split..] {
-                put_label(k, v, &mut out.bytes);
-            }
+            put_labels(s, &mut out.bytes);
             out.ends.push(out.bytes.len());
         }
         out
     }
 
     pub fn len(&self) -> usize {
-        self.ends.len() + self.rest.as_ref().map_or(0, |r| r.len())
-    }
-
-    /// Bytes per series, on average.
-    fn mean_len(&self) -> usize {
-        self.bytes.len() / self.ends.len().max(1)
-    }
-
-    /// Appends the labels of the series after this store's (built on another thread), as they
-    /// are: copying them over would cost a large first push some milliseconds.
-    pub fn append(&mut self, next: SeriesLabels) {
-        match &mut self.rest {
-            Some(rest) => rest.append(next),
-            None => self.rest = Some(Box::new(next)),
-        }
+        self.ends.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -146,13 +120,53 @@ impl SeriesLabels {
     }
 
     fn get(&self, i: usize) -> &[u8] {
-        match (self.ends.len(), &self.rest) {
-            (n, Some(rest)) if i >= n => rest.get(i - n),
-            _ => {
-                let start = if i == 0 { 0 } else { self.ends[i - 1] };
-                &self.bytes[start..self.ends[i]]
-            }
-        }
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.bytes[start..self.ends[i]]
+    }
+}
+
+/// The `Label` messages of `s`: sorted by name with `__name__` in its place (uppercase names
+/// sort before it).
+#[inline]
+fn put_labels(s: &crate::naming::Sample, buf: &mut Vec<u8>) {
+    let split = s.labels.partition_point(|(k, _)| &**k < "__name__");
+    for (k, v) in &s.labels[..split] {
+        put_label(k, v, buf);
+    }
+    put_label("__name__", &s.name, buf);
+    for (k, v) in &s.labels[split..] {
+        put_label(k, v, buf);
+    }
+}
+
+/// The length `put_labels` writes, from the texts' lengths alone.
+#[inline]
+fn labels_len(s: &crate::naming::Sample) -> usize {
+    s.labels.iter().map(|(k, v)| label_len(k, v)).sum::<usize>() + label_len("__name__", &s.name)
+}
+
+/// Where a series' `Label` messages come from: built once per mapping (`SeriesLabels`, repeat
+/// pushes) or written straight from the mapped series (a first push, which needs no store).
+trait LabelBytes {
+    fn len(&self) -> usize;
+    fn put(&self, raw: &mut Vec<u8>);
+}
+
+impl LabelBytes for &[u8] {
+    fn len(&self) -> usize {
+        <[u8]>::len(self)
+    }
+    fn put(&self, raw: &mut Vec<u8>) {
+        raw.extend_from_slice(self);
+    }
+}
+
+impl LabelBytes for &crate::naming::Sample {
+    fn len(&self) -> usize {
+        labels_len(self)
+    }
+    fn put(&self, raw: &mut Vec<u8>) {
+        put_labels(self, raw)
     }
 }
 
@@ -229,23 +243,38 @@ impl Encoder {
         metadata: &[u8],
         stale: bool,
     ) -> Vec<u8> {
+        self.write(values.into_iter().enumerate().map(|(i, v)| (labels.get(first + i), v)), timestamp_ms, metadata, stale)
+    }
+
+    /// The same request written from the mapped series themselves, their labels encoded on the
+    /// way (a first push: no `SeriesLabels` built, whose fresh memory would cost more).
+    pub fn encode_series<'a>(
+        &mut self,
+        series: impl IntoIterator<Item = &'a crate::naming::Sample>,
+        values: impl IntoIterator<Item = f64>,
+        timestamp_ms: i64,
+        metadata: &[u8],
+        stale: bool,
+    ) -> Vec<u8> {
+        self.write(series.into_iter().zip(values), timestamp_ms, metadata, stale)
+    }
+
+    fn write<L: LabelBytes>(&mut self, series: impl Iterator<Item = (L, f64)>, timestamp_ms: i64, metadata: &[u8], stale: bool) -> Vec<u8> {
         let raw = &mut self.raw;
         raw.clear();
         // A block and a series, so the buffer is not regrown block by block.
         raw.reserve(snappy_blocks::BLOCK + 4096);
-        let values = values.into_iter();
         self.snappy.start();
         // The sample message: value (fixed64, left out when 0.0) and timestamp (varint, left out when 0).
         let ts_len = if timestamp_ms != 0 { 1 + encoded_len_varint(timestamp_ms as u64) } else { 0 };
-        for (i, v) in values.enumerate() {
-            let label_bytes = labels.get(first + i);
+        for (labels, v) in series {
             let value = if stale { f64::from_bits(STALE_NAN) } else { wire_value(v) };
             let has_value = value != 0.0 || value.is_nan();
             let sample_len = if has_value { 9 } else { 0 } + ts_len;
-            let series_len = label_bytes.len() + 1 + encoded_len_varint(sample_len as u64) + sample_len;
+            let series_len = labels.len() + 1 + encoded_len_varint(sample_len as u64) + sample_len;
             encode_key(1, WireType::LengthDelimited, raw);
             encode_varint(series_len as u64, raw);
-            raw.extend_from_slice(label_bytes);
+            labels.put(raw);
             encode_key(2, WireType::LengthDelimited, raw);
             encode_varint(sample_len as u64, raw);
             if has_value {
@@ -278,8 +307,7 @@ impl Snappy {
 
 /// One snappy-compressed `WriteRequest` of `samples` (see `Encoder`).
 pub fn encode_samples(samples: &[&crate::naming::Sample], timestamp_ms: i64, metadata: &[MetricMetadata], stale: bool) -> Vec<u8> {
-    let labels = SeriesLabels::new(samples.iter().copied(), samples.len());
-    Encoder::default().encode(&labels, 0, samples.iter().map(|s| s.value), timestamp_ms, &metadata_bytes(metadata), stale)
+    Encoder::default().encode_series(samples.iter().copied(), samples.iter().map(|s| s.value), timestamp_ms, &metadata_bytes(metadata), stale)
 }
 
 fn compress(raw: &[u8]) -> Vec<u8> {

@@ -20,8 +20,10 @@ pub struct MappingCache {
     scratch: Vec<u8>,
     fields: Vec<f64>,
     mapped: Mapped,
-    /// Every series' encoded labels and the encoded metadata of `mapped`, built on first use.
-    remote_write: Option<(remote_write::SeriesLabels, Vec<u8>)>,
+    /// The encoded metadata of `mapped`, built on its first push, and every series' encoded
+    /// labels, built on its second: a mapping pushed once (a batch pipeline's, or a structure
+    /// that keeps changing) writes its labels straight from the series.
+    remote_write: Option<(Vec<u8>, Option<remote_write::SeriesLabels>)>,
     encoder: remote_write::Encoder,
     /// The helper thread's, for large snapshots (`parallel`).
     helper_encoder: remote_write::Encoder,
@@ -103,37 +105,26 @@ impl MappingCache {
         let split = if n >= parallel::WORTH_IT { (n / 2).div_ceil(per) * per } else { n };
         let MappingCache { mapped, remote_write: rw, encoder, helper_encoder, .. } = self;
         let mapped = &*mapped;
-        let job = RequestJob { values: &values, per, time_ms, stale };
-        if let Some((labels, metadata)) = rw {
+        let job = RequestJob { values: &values, per, stale };
+        if let Some((metadata, labels)) = rw {
             // A repeat push stays on this thread: it is cheap, and runs every period.
-            return job.encode(encoder, labels, 0, 0..n, metadata);
+            let labels = labels.get_or_insert_with(|| remote_write::SeriesLabels::new(mapped.series(), n));
+            return job.requests(0..n, metadata, |at, values, meta| encoder.encode(labels, at, values, time_ms, meta, stale));
         }
-        // A first push: every series' labels encoded, each half's by the thread that sends it.
+        // A first push, written from the series; a large one in two halves, each by its thread.
         let metadata = remote_write::metadata_bytes(&remote_write::metadata(mapped));
-        let ((mut labels, mut bodies), rest) = if split >= n {
-            let labels = remote_write::SeriesLabels::new(mapped.series(), n);
-            let bodies = job.encode(encoder, &labels, 0, 0..n, &metadata);
-            ((labels, bodies), None)
-        } else {
-            let (rest, first) = parallel::join(
-                || {
-                    let labels = remote_write::SeriesLabels::new(mapped.series().skip(split), n - split);
-                    let bodies = job.encode(helper_encoder, &labels, split, split..n, &[]);
-                    (labels, bodies)
-                },
-                || {
-                    let labels = remote_write::SeriesLabels::new(mapped.series().take(split), split);
-                    let bodies = job.encode(encoder, &labels, 0, 0..split, &metadata);
-                    (labels, bodies)
-                },
-            );
-            (first, Some(rest))
+        let from_series = |encoder: &mut remote_write::Encoder, range: std::ops::Range<usize>, metadata: &[u8]| {
+            let mut series = mapped.series().skip(range.start);
+            job.requests(range, metadata, |_, values, meta| encoder.encode_series(series.by_ref().take(values.len()), values, time_ms, meta, stale))
         };
-        if let Some((rest_labels, rest_bodies)) = rest {
-            labels.append(rest_labels);
-            bodies.extend(rest_bodies);
-        }
-        *rw = Some((labels, metadata));
+        let bodies = if split >= n {
+            from_series(encoder, 0..n, &metadata)
+        } else {
+            let (rest, mut first) = parallel::join(|| from_series(helper_encoder, split..n, &[]), || from_series(encoder, 0..split, &metadata));
+            first.extend(rest);
+            first
+        };
+        *rw = Some((metadata, None));
         bodies
     }
 
@@ -168,20 +159,18 @@ impl MappingCache {
 struct RequestJob<'a> {
     values: &'a [f64],
     per: usize,
-    time_ms: i64,
     stale: bool,
 }
 
 impl RequestJob<'_> {
-    /// The requests of series `range` (starting on a request boundary), `labels` holding the
-    /// labels of the series from `labels_from` on; `metadata` goes into the push's first request.
-    fn encode(
+    /// The requests of series `range` (starting on a request boundary), each written by `one`
+    /// from its first series' index, its values and its metadata (`metadata` goes into the
+    /// push's first request).
+    fn requests(
         &self,
-        encoder: &mut remote_write::Encoder,
-        labels: &remote_write::SeriesLabels,
-        labels_from: usize,
         range: std::ops::Range<usize>,
         metadata: &[u8],
+        mut one: impl FnMut(usize, std::iter::Copied<std::slice::Iter<'_, f64>>, &[u8]) -> Vec<u8>,
     ) -> Vec<(Vec<u8>, usize)> {
         range
             .clone()
@@ -189,7 +178,7 @@ impl RequestJob<'_> {
             .map(|at| {
                 let chunk = &self.values[at..(at + self.per).min(range.end)];
                 let meta: &[u8] = if at == 0 && !self.stale { metadata } else { &[] };
-                (encoder.encode(labels, at - labels_from, chunk.iter().copied(), self.time_ms, meta, self.stale), chunk.len())
+                (one(at, chunk.iter().copied(), meta), chunk.len())
             })
             .collect()
     }

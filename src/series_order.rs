@@ -126,12 +126,16 @@ impl Keys {
         if samples.len() < 2 {
             return 0;
         }
+        let key = |&(n, l): &(u32, u32)| (name_rank[n as usize] as u64) << 32 | ranks.set[l as usize] as u64;
+        if samples.len() <= SMALL {
+            return sort_small(samples, self.ids.iter().map(key));
+        }
         // Key, then push order: of two duplicates the one pushed first is kept.
         let mut order: Vec<(u64, u32)> = self
             .ids
             .iter()
             .enumerate()
-            .map(|(i, &(n, l))| ((name_rank[n as usize] as u64) << 32 | ranks.set[l as usize] as u64, i as u32))
+            .map(|(i, k)| (key(k), i as u32))
             .collect();
         if order.windows(2).all(|w| w[0].0 < w[1].0) {
             return 0;
@@ -143,6 +147,34 @@ impl Keys {
         samples.extend(order.iter().map(|&(_, i)| taken[i as usize].take().expect("each series once")));
         dropped
     }
+}
+
+/// Families up to this many series (most of them: a counter's family has one per step) are
+/// sorted in place, without allocating.
+const SMALL: usize = 16;
+
+/// `Keys::sort_and_dedup` of a small family: a stable insertion sort moving the series with their
+/// keys, so equal keys keep push order and the first pushed is kept.
+fn sort_small(samples: &mut Vec<Sample>, keys: impl Iterator<Item = u64>) -> u64 {
+    let mut k = [0u64; SMALL];
+    let n = samples.len();
+    for (slot, key) in k.iter_mut().zip(keys) {
+        *slot = key;
+    }
+    for i in 1..n {
+        let mut j = i;
+        while j > 0 && k[j - 1] > k[j] {
+            k.swap(j - 1, j);
+            samples.swap(j - 1, j);
+            j -= 1;
+        }
+    }
+    let mut i = 0;
+    samples.retain(|_| {
+        i += 1;
+        i == 1 || k[i - 1] != k[i - 2]
+    });
+    (n - samples.len()) as u64
 }
 
 /// Sorts and dedups `samples` on their own (keys taken now): for tests, and for callers

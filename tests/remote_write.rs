@@ -236,7 +236,8 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
 
-    /// The exporter's direct encoder writes exactly the bytes prost writes for `series()`.
+    /// The exporter's direct encoder writes exactly the bytes prost writes for `series()`, from
+    /// the series (a first push) and from their stored labels (a repeat push).
     #[test]
     fn prop_direct_encoding_matches_prost(s in arb_snapshot(true, 8), ts in -5i64..5_000_000_000_000) {
         let m = beam_prometheus::naming::map(&s, &naming_cfg(Selection::Both));
@@ -245,6 +246,11 @@ proptest! {
         let direct = beam_prometheus::remote_write::encode_samples(&samples, ts, &meta, false);
         let via_prost = encode(&WriteRequest { timeseries: series(&m, ts), metadata: meta.clone() });
         prop_assert_eq!(&direct, &via_prost);
+        // Repeat pushes write the labels built once per mapping: the same bytes.
+        let labels = beam_prometheus::remote_write::SeriesLabels::new(samples.iter().copied(), samples.len());
+        let values = samples.iter().map(|s| s.value);
+        let stored = beam_prometheus::remote_write::Encoder::default().encode(&labels, 0, values, ts, &beam_prometheus::remote_write::metadata_bytes(&meta), false);
+        prop_assert_eq!(&stored, &via_prost);
         let stale = decode(&beam_prometheus::remote_write::encode_samples(&samples, ts, &[], true)).unwrap();
         prop_assert!(stale.timeseries.iter().all(|t| t.samples[0].value.to_bits() == STALE_NAN));
     }

@@ -54,18 +54,18 @@ fn requests(mapped: &Mapped, time_ms: i64) -> Vec<WriteRequest> {
 }
 
 /// series + metadata + protobuf + snappy: the bodies of one snapshot, as the exporter's first
-/// push of a mapping writes them (`reuse::MappingCache::remote_write_bodies`): every series'
-/// labels encoded (`remote_write::SeriesLabels`), then requests of CHUNK series from one
-/// `remote_write::Encoder`, metadata in the first.
+/// push of a mapping writes them (`reuse::MappingCache::remote_write_bodies`, on one thread):
+/// requests of CHUNK series from one `remote_write::Encoder`, each series' labels written from
+/// the mapped series, metadata in the first.
 fn encode_mapped(mapped: &Mapped, time_ms: i64) -> Vec<Vec<u8>> {
-    let labels = remote_write::SeriesLabels::new(mapped.series(), mapped.sample_count());
     let metadata = remote_write::metadata_bytes(&remote_write::metadata(mapped));
     let mut encoder = remote_write::Encoder::default();
+    let mut series = mapped.series();
     mapped
         .values()
         .chunks(CHUNK)
         .enumerate()
-        .map(|(i, c)| encoder.encode(&labels, i * CHUNK, c.iter().copied(), time_ms, if i == 0 { &metadata } else { &[] }, false))
+        .map(|(i, c)| encoder.encode_series(series.by_ref().take(c.len()), c.iter().copied(), time_ms, if i == 0 { &metadata } else { &[] }, false))
         .collect()
 }
 
