@@ -382,24 +382,60 @@ struct Builder<'a> {
     /// of its suffixes. Equal stems have one id, and no two (stem, suffix) pairs spell one name
     /// (no suffix ends with another), so a family is found by its stem and suffix alone.
     stem: usize,
-    per_stem: Vec<Vec<StemEntry>>,
+    stem_head: Vec<u32>,
+    entries: Vec<StemEntry>,
     /// The label sets of metrics without labels of their own, by the addresses of namespace,
     /// step and (where it is a label) name, and by result.
     bases: HashMap<[usize; 4], Labels, FxBuild>,
 }
 
-/// A suffix met with a stem: the family it belongs to and, once asked for, the series name.
+/// A suffix met with a stem: the family it belongs to and, once asked for, the series name;
+/// chained to the stem's other suffixes (one list for all stems: no allocation per stem).
 struct StemEntry {
     suffix: &'static str,
     family: u32,
     name: Option<Text>,
+    next: u32,
+}
+
+const NO_ENTRY: u32 = u32::MAX;
+
+/// A family's series names: one for most families, two or three for a distribution's or a
+/// histogram's, so the first is kept without a list.
+#[derive(Default)]
+struct Names {
+    first: Option<Text>,
+    more: Vec<Text>,
+}
+
+impl Names {
+    fn len(&self) -> usize {
+        self.first.is_some() as usize + self.more.len()
+    }
+
+    fn get(&self, i: usize) -> &Text {
+        if i == 0 { self.first.as_ref().expect("a first name") } else { &self.more[i - 1] }
+    }
+
+    /// The index of `n`, added if new; equal only for equal texts.
+    fn index(&mut self, n: &Text) -> usize {
+        let found = (0..self.len()).find(|&i| Arc::ptr_eq(self.get(i), n)).or_else(|| (0..self.len()).find(|&i| self.get(i) == n));
+        found.unwrap_or_else(|| {
+            self.add(n.clone());
+            self.len() - 1
+        })
+    }
+
+    fn add(&mut self, n: Text) {
+        if self.first.is_none() { self.first = Some(n) } else { self.more.push(n) }
+    }
 }
 
 /// A family being built, with the names its samples use: a few per family, shared by all its
 /// samples, so that sorting them compares pointers rather than bytes.
 struct FamilyBuild {
     family: Family,
-    names: Vec<Text>,
+    names: Names,
     /// Its series' sort keys, taken as they are pushed (`series_order`).
     keys: series_order::Keys,
 }
@@ -449,52 +485,62 @@ impl<'a> Builder<'a> {
         entries
     }
 
-    /// The family `stem` + `suffix`, created with its help text on first use; its index.
-    fn family(&mut self, stem: &str, suffix: &'static str, typ: FamilyType, help: impl FnOnce() -> String) -> usize {
+    /// The stem's entry for `suffix`.
+    fn entry(&self, suffix: &str) -> Option<usize> {
+        let mut at = self.stem_head[self.stem];
+        while at != NO_ENTRY {
+            let e = &self.entries[at as usize];
+            if e.suffix == suffix {
+                return Some(at as usize);
+            }
+            at = e.next;
+        }
+        None
+    }
+
+    fn add_entry(&mut self, suffix: &'static str, family: usize) -> usize {
+        let next = std::mem::replace(&mut self.stem_head[self.stem], self.entries.len() as u32);
+        self.entries.push(StemEntry { suffix, family: family as u32, name: None, next });
+        self.entries.len() - 1
+    }
+
+    /// The family `stem` + `suffix`, created on first use with the help text `help` (its
+    /// pieces, concatenated); its index.
+    fn family(&mut self, stem: &str, suffix: &'static str, typ: FamilyType, help: [&str; 3]) -> usize {
         // Most metrics' stems were met before (in other steps): found without building a name.
-        let entries = &mut self.per_stem[self.stem];
-        if let Some(e) = entries.iter().find(|e| e.suffix == suffix) {
-            return e.family as usize;
+        if let Some(e) = self.entry(suffix) {
+            return self.entries[e].family as usize;
         }
         let i = self.families.len();
-        let f = Family { name: concat(stem, suffix), typ, help: help(), unit: "", samples: Vec::new() };
-        self.families.push(FamilyBuild { family: f, names: Vec::new(), keys: series_order::Keys::default() });
-        entries.push(StemEntry { suffix, family: i as u32, name: None });
+        let mut h = String::with_capacity(help.iter().map(|p| p.len()).sum());
+        help.iter().for_each(|p| h.push_str(p));
+        let f = Family { name: concat(stem, suffix), typ, help: h, unit: "", samples: Vec::new() };
+        self.families.push(FamilyBuild { family: f, names: Names::default(), keys: series_order::Keys::default() });
+        self.add_entry(suffix, i);
         i
     }
 
     /// The shared text of series name `stem` + `suffix` in family `fam`.
     fn name(&mut self, fam: usize, stem: &str, suffix: &'static str) -> Text {
-        let entries = &mut self.per_stem[self.stem];
-        let at = match entries.iter().position(|e| e.suffix == suffix) {
+        let at = match self.entry(suffix) {
             Some(at) => at,
-            None => {
-                entries.push(StemEntry { suffix, family: fam as u32, name: None });
-                entries.len() - 1
-            }
+            None => self.add_entry(suffix, fam),
         };
-        if let Some(n) = &entries[at].name {
+        if let Some(n) = &self.entries[at].name {
             return n.clone();
         }
         self.scratch.clear();
         self.scratch.push_str(stem);
         self.scratch.push_str(suffix);
         let n: Text = Arc::from(self.scratch.as_str());
-        entries[at].name = Some(n.clone());
-        self.families[fam].names.push(n.clone());
+        self.entries[at].name = Some(n.clone());
+        self.families[fam].names.add(n.clone());
         n
     }
 
     fn push(&mut self, fam: usize, s: Sample) {
         let f = &mut self.families[fam];
-        // Its index among the family's names, which `name` keeps distinct by content.
-        let name = match f.names.iter().position(|n| Arc::ptr_eq(n, &s.name)) {
-            Some(i) => i,
-            None => f.names.iter().position(|n| *n == s.name).unwrap_or_else(|| {
-                f.names.push(s.name.clone());
-                f.names.len() - 1
-            }),
-        };
+        let name = f.names.index(&s.name);
         f.keys.push(name as u32, &s, &mut self.texts);
         f.family.samples.push(s);
     }
@@ -560,22 +606,22 @@ impl<'a> Builder<'a> {
         // Field offsets follow `Value::fields`.
         match value {
             Value::Counter(_) => {
-                let fam = self.family(stem, "_total", FamilyType::Counter, || format!("Beam counter {}", beam));
+                let fam = self.family(stem, "_total", FamilyType::Counter, ["Beam counter ", beam, ""]);
                 let name = self.name(fam, stem, "_total");
                 // The only series of this metric: it takes the labels instead of a copy.
                 let s = self.field(name, base, at);
                 self.push(fam, s);
             }
             Value::Distribution { count, .. } => {
-                let fam = self.family(stem, "_distribution", FamilyType::Summary, || format!("Beam distribution {}", beam));
+                let fam = self.family(stem, "_distribution", FamilyType::Summary, ["Beam distribution ", beam, ""]);
                 let (sum_n, count_n) = (self.name(fam, stem, "_distribution_sum"), self.name(fam, stem, "_distribution_count"));
                 let (sum_s, count_s) = (self.field(sum_n, base.clone(), at), self.field(count_n, base.clone(), at + 1));
                 self.push(fam, sum_s);
                 self.push(fam, count_s);
                 // Beam reports an empty distribution as min=Long.MAX_VALUE, max=Long.MIN_VALUE.
                 if *count > 0 {
-                    for (suffix, k, what) in [("_distribution_min", 2usize, "minimum"), ("_distribution_max", 3, "maximum")] {
-                        let fam = self.family(stem, suffix, FamilyType::Gauge, || format!("Beam distribution {} ({})", beam, what));
+                    for (suffix, k, what) in [("_distribution_min", 2usize, " (minimum)"), ("_distribution_max", 3, " (maximum)")] {
+                        let fam = self.family(stem, suffix, FamilyType::Gauge, ["Beam distribution ", beam, what]);
                         let name = self.name(fam, stem, suffix);
                         let s = self.field(name, base.clone(), at + k);
                         self.push(fam, s);
@@ -587,12 +633,12 @@ impl<'a> Builder<'a> {
                 if *timestamp_ms == 0 {
                     return;
                 }
-                let fam = self.family(stem, "_gauge", FamilyType::Gauge, || format!("Beam gauge {}", beam));
+                let fam = self.family(stem, "_gauge", FamilyType::Gauge, ["Beam gauge ", beam, ""]);
                 let name = self.name(fam, stem, "_gauge");
                 let s = self.field(name, base.clone(), at);
                 self.push(fam, s);
                 let suffix = "_gauge_timestamp_seconds";
-                let fam = self.family(stem, suffix, FamilyType::Gauge, || format!("When Beam gauge {} was last set (Unix seconds)", beam));
+                let fam = self.family(stem, suffix, FamilyType::Gauge, ["When Beam gauge ", beam, " was last set (Unix seconds)"]);
                 let name = self.name(fam, stem, suffix);
                 let s = self.field(name, base, at + 1);
                 self.push(fam, s);
@@ -602,7 +648,7 @@ impl<'a> Builder<'a> {
                 if entries.is_empty() {
                     return;
                 }
-                let fam = self.family(stem, "_string_set_info", FamilyType::Info, || format!("Beam string set {}: one series per element", beam));
+                let fam = self.family(stem, "_string_set_info", FamilyType::Info, ["Beam string set ", beam, ": one series per element"]);
                 let name = self.name(fam, stem, "_string_set_info");
                 let value_label = self.keys.value.clone();
                 for e in entries {
@@ -615,7 +661,7 @@ impl<'a> Builder<'a> {
                 if entries.is_empty() {
                     return;
                 }
-                let fam = self.family(stem, "_bounded_trie_info", FamilyType::Info, || format!("Beam bounded trie {}: one series per path", beam));
+                let fam = self.family(stem, "_bounded_trie_info", FamilyType::Info, ["Beam bounded trie ", beam, ": one series per path"]);
                 let name = self.name(fam, stem, "_bounded_trie_info");
                 let (path_l, trunc_l) = (self.keys.path.clone(), self.keys.truncated.clone());
                 for (p, t) in entries {
@@ -625,7 +671,7 @@ impl<'a> Builder<'a> {
                 }
             }
             Value::Histogram(h) => {
-                let fam = self.family(stem, "_histogram", FamilyType::Histogram, || format!("Beam histogram {}", beam));
+                let fam = self.family(stem, "_histogram", FamilyType::Histogram, ["Beam histogram ", beam, ""]);
                 let bucket = self.name(fam, stem, "_histogram_bucket");
                 let le = self.keys.le.clone();
                 let mut samples = Vec::with_capacity(h.buckets.len() + 3);
@@ -853,9 +899,10 @@ pub fn map_in(snapshot: &Snapshot, cfg: &NamingConfig, parts: usize) -> Mapped {
             set_scratch: Vec::new(),
             bases: HashMap::default(),
             stem: 0,
-            per_stem: Vec::new(),
+            stem_head: Vec::new(),
+            entries: Vec::with_capacity(stems.len() * 2),
         };
-        b.per_stem.resize_with(stems.len(), Vec::new);
+        b.stem_head.resize(stems.len(), NO_ENTRY);
         for ((m, &(stem_id, clash)), &(a, c)) in snapshot.metrics.iter().zip(&stem_ids).zip(&at) {
             if m.kind().is_none() || (parts > 1 && part_of[stem_id] != part) {
                 continue;
@@ -898,8 +945,8 @@ impl Builder<'_> {
                 family.samples.dedup_by(|a, b| a.name == b.name && a.labels == b.labels);
                 duplicates += (before - family.samples.len()) as u64;
             } else if keys.len() == family.samples.len() {
-                // Most families have one name (ranked 0) or two.
-                let name_rank = if names.len() > 1 { series_order::rank_by(names.len(), |a, b| names[a].cmp(&names[b])) } else { Vec::new() };
+                // Most families have one name (ranked 0).
+                let name_rank = if names.len() > 1 { series_order::rank_by(names.len(), |a, b| names.get(a).cmp(names.get(b))) } else { Vec::new() };
                 let name_rank: &[u32] = if names.len() > 1 { &name_rank } else { &[0] };
                 duplicates += keys.sort_and_dedup(&mut family.samples, name_rank, &ranks);
             } else {

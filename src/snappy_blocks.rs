@@ -30,6 +30,8 @@ impl Compressor {
     /// Starts a message (drops any unfinished one).
     pub fn start(&mut self) {
         self.out.clear();
+        // A first message's output is not regrown from nothing (a no-op once warm).
+        self.out.reserve(BLOCK);
         self.raw_len = 0;
     }
 
