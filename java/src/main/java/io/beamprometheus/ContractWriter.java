@@ -55,10 +55,22 @@ final class ContractWriter {
     }
   }
 
-  private final Buf body = new Buf(4096);
+  private final Buf body;
   private final Map<String, Integer> index = new HashMap<>();
   private final Buf table = new Buf(1024);
   private int strings;
+
+  ContractWriter() {
+    this(0);
+  }
+
+  /**
+   * {@code expectedBytes}: about the size of the snapshot (the previous one's), so a large body is
+   * not regrown and copied a dozen times.
+   */
+  ContractWriter(int expectedBytes) {
+    body = new Buf(Math.max(4096, expectedBytes));
+  }
 
   void u8(int v) {
     body.u8(v);

@@ -32,6 +32,8 @@ public final class PrometheusMetricsPoller implements AutoCloseable {
   private static final Logger LOG = LoggerFactory.getLogger(PrometheusMetricsPoller.class);
   private final PipelineResult result;
   private final long handle;
+  /** The previous snapshot's size: the next is encoded into a buffer of that size. */
+  private volatile int lastSnapshotBytes;
   /** The pipeline's id ({@code PipelineOptions.getOptionsId()}), as its sink would send. */
   private final long pipeline;
   private final ScheduledExecutorService scheduler;
@@ -142,7 +144,9 @@ public final class PrometheusMetricsPoller implements AutoCloseable {
       if (handle == 0 || finished) {
         return;
       }
-      NativeExporter.export(handle, pipeline, SnapshotEncoder.encode(query(), System.currentTimeMillis()));
+      byte[] snapshot = SnapshotEncoder.encode(query(), System.currentTimeMillis(), lastSnapshotBytes);
+      lastSnapshotBytes = snapshot.length;
+      NativeExporter.export(handle, pipeline, snapshot);
     }
   }
 
@@ -172,7 +176,7 @@ public final class PrometheusMetricsPoller implements AutoCloseable {
       }
       r = query();
     }
-    NativeExporter.export(handle, pipeline, SnapshotEncoder.encode(r, System.currentTimeMillis()));
+    NativeExporter.export(handle, pipeline, SnapshotEncoder.encode(r, System.currentTimeMillis(), lastSnapshotBytes));
   }
 
   /**

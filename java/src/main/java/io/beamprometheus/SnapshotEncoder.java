@@ -32,7 +32,15 @@ public final class SnapshotEncoder {
   private SnapshotEncoder() {}
 
   public static byte[] encode(MetricQueryResults results, long timeMillis) {
-    ContractWriter w = new ContractWriter();
+    return encode(results, timeMillis, 0);
+  }
+
+  /**
+   * {@code expectedBytes}: the size the snapshot is likely to have (the previous one's length:
+   * runners report the same metrics every period), to size the buffer once.
+   */
+  public static byte[] encode(MetricQueryResults results, long timeMillis, int expectedBytes) {
+    ContractWriter w = new ContractWriter(expectedBytes);
     Iterable<MetricResult<Object>> stringSets = BeamApi.results(BeamApi.STRING_SETS, results);
     Iterable<MetricResult<Object>> boundedTries = BeamApi.results(BeamApi.BOUNDED_TRIES, results);
     Iterable<MetricResult<Object>> histograms = BeamApi.results(BeamApi.HISTOGRAMS, results);
