@@ -935,7 +935,14 @@ impl Builder<'_> {
     /// The families built, each sorted and without duplicate series.
     fn finish(self) -> Mapped {
         let mut duplicates = 0u64;
-        let ranks = self.texts.ranks();
+        // Only large families are sorted by ranks (`series_order::SMALL`).
+        let mut needed = vec![false; self.texts.len()];
+        for f in &self.families {
+            if f.family.typ != FamilyType::Histogram && f.keys.len() == f.family.samples.len() {
+                f.keys.mark_needed(&mut needed);
+            }
+        }
+        let ranks = self.texts.ranks(&needed);
         let mut families: Vec<Family> = Vec::with_capacity(self.families.len());
         for FamilyBuild { mut family, keys, names } in self.families {
             // Stable order; an exact duplicate series would make a receiver reject the whole batch.

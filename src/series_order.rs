@@ -48,14 +48,25 @@ impl Texts {
         })
     }
 
-    /// Ranks of each set id, by its texts' bytes; equal contents share a rank.
-    pub fn ranks(mut self) -> Ranks {
+    /// Sets recorded.
+    pub fn len(&self) -> usize {
+        self.sets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sets.is_empty()
+    }
+
+    /// Ranks of each set id with `needed[id]`, by its texts' bytes; equal contents share a rank.
+    /// Only sorting a large family needs ranks (`SMALL`): the texts of other sets are not ranked.
+    pub fn ranks(mut self, needed: &[bool]) -> Ranks {
         // The sets' texts get ids too, before the texts are ranked.
         let sets = std::mem::take(&mut self.sets);
-        let mut set_ids: Vec<u32> = Vec::with_capacity(sets.len() * 8);
-        let mut set_ends: Vec<u32> = Vec::with_capacity(sets.len());
-        for l in &sets {
-            for (k, v) in l.iter() {
+        let wanted: Vec<usize> = (0..sets.len()).filter(|&i| needed.get(i).copied().unwrap_or(false)).collect();
+        let mut set_ids: Vec<u32> = Vec::with_capacity(wanted.len() * 8);
+        let mut set_ends: Vec<u32> = Vec::with_capacity(wanted.len());
+        for &i in &wanted {
+            for (k, v) in sets[i].iter() {
                 set_ids.push(self.id(k));
                 set_ids.push(self.id(v));
             }
@@ -65,8 +76,12 @@ impl Texts {
         for id in &mut set_ids {
             *id = text[*id as usize];
         }
-        let set = |i: usize| -> &[u32] { &set_ids[if i == 0 { 0 } else { set_ends[i - 1] as usize }..set_ends[i] as usize] };
-        let set = rank_by(sets.len(), |a, b| set(a).cmp(set(b)));
+        let set_of = |w: usize| -> &[u32] { &set_ids[if w == 0 { 0 } else { set_ends[w - 1] as usize }..set_ends[w] as usize] };
+        let rank = rank_by(wanted.len(), |a, b| set_of(a).cmp(set_of(b)));
+        let mut set = vec![0u32; sets.len()];
+        for (w, &i) in wanted.iter().enumerate() {
+            set[i] = rank[w];
+        }
         Ranks { set }
     }
 }
@@ -106,6 +121,15 @@ impl Keys {
         self.ids.is_empty()
     }
 
+    /// Whether sorting these series needs the ranks of their sets, and if so marks them.
+    pub fn mark_needed(&self, needed: &mut [bool]) {
+        if self.ids.len() > SMALL {
+            for &(_, set) in &self.ids {
+                needed[set as usize] = true;
+            }
+        }
+    }
+
     /// Records the key of `s`, the next series of the family; `name` is the index of its name
     /// among the family's names, equal only for equal texts.
     pub fn push(&mut self, name: u32, s: &Sample, texts: &mut Texts) {
@@ -126,10 +150,10 @@ impl Keys {
         if samples.len() < 2 {
             return 0;
         }
-        let key = |&(n, l): &(u32, u32)| (name_rank[n as usize] as u64) << 32 | ranks.set[l as usize] as u64;
         if samples.len() <= SMALL {
-            return sort_small(samples, self.ids.iter().map(key));
+            return sort_small(samples);
         }
+        let key = |&(n, l): &(u32, u32)| (name_rank[n as usize] as u64) << 32 | ranks.set[l as usize] as u64;
         // Key, then push order: of two duplicates the one pushed first is kept.
         let mut order: Vec<(u64, u32)> = self
             .ids
@@ -150,31 +174,44 @@ impl Keys {
 }
 
 /// Families up to this many series (most of them: a counter's family has one per step) are
-/// sorted in place, without allocating.
-const SMALL: usize = 16;
+/// sorted in place by their texts, without keys or ranks: few comparisons, most of them between
+/// shared texts, found equal by address.
+pub const SMALL: usize = 16;
 
-/// `Keys::sort_and_dedup` of a small family: a stable insertion sort moving the series with their
-/// keys, so equal keys keep push order and the first pushed is kept.
-fn sort_small(samples: &mut Vec<Sample>, keys: impl Iterator<Item = u64>) -> u64 {
-    let mut k = [0u64; SMALL];
+/// `Keys::sort_and_dedup` of a small family: a stable insertion sort, so of two duplicates the
+/// first pushed is kept.
+fn sort_small(samples: &mut Vec<Sample>) -> u64 {
     let n = samples.len();
-    for (slot, key) in k.iter_mut().zip(keys) {
-        *slot = key;
-    }
     for i in 1..n {
         let mut j = i;
-        while j > 0 && k[j - 1] > k[j] {
-            k.swap(j - 1, j);
+        while j > 0 && cmp_series(&samples[j - 1], &samples[j]).is_gt() {
             samples.swap(j - 1, j);
             j -= 1;
         }
     }
-    let mut i = 0;
-    samples.retain(|_| {
-        i += 1;
-        i == 1 || k[i - 1] != k[i - 2]
-    });
+    samples.dedup_by(|later, kept| cmp_series(kept, later).is_eq());
     (n - samples.len()) as u64
+}
+
+#[inline]
+fn cmp_text(a: &Text, b: &Text) -> std::cmp::Ordering {
+    if Arc::ptr_eq(a, b) { std::cmp::Ordering::Equal } else { a.cmp(b) }
+}
+
+/// By name, then label set (each label by name, then value): the order the keys give.
+fn cmp_series(a: &Sample, b: &Sample) -> std::cmp::Ordering {
+    cmp_text(&a.name, &b.name).then_with(|| {
+        if Arc::ptr_eq(&a.labels, &b.labels) {
+            return std::cmp::Ordering::Equal;
+        }
+        for ((ak, av), (bk, bv)) in a.labels.iter().zip(b.labels.iter()) {
+            let o = cmp_text(ak, bk).then_with(|| cmp_text(av, bv));
+            if o.is_ne() {
+                return o;
+            }
+        }
+        a.labels.len().cmp(&b.labels.len())
+    })
 }
 
 /// Sorts and dedups `samples` on their own (keys taken now): for tests, and for callers
@@ -192,6 +229,7 @@ pub fn sort_and_dedup(samples: &mut Vec<Sample>) -> u64 {
         keys.push(n, s, &mut texts);
     }
     let name_rank = rank_by(names.len(), |a, b| names[a].cmp(&names[b]));
-    let ranks = texts.ranks();
+    let all = vec![true; texts.len()];
+    let ranks = texts.ranks(&all);
     keys.sort_and_dedup(samples, &name_rank, &ranks)
 }
