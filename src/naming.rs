@@ -526,6 +526,7 @@ impl<'a> Builder<'a> {
             Some(at) => at,
             None => self.add_entry(suffix, fam),
         };
+        debug_assert_eq!(self.entries[at].family as usize, fam, "a series name's suffix belongs to one family");
         if let Some(n) = &self.entries[at].name {
             return n.clone();
         }
@@ -928,6 +929,8 @@ pub fn map_in(snapshot: &Snapshot, cfg: &NamingConfig, parts: usize) -> Mapped {
         build(0)
     };
     mapped.families.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+    // A family is a stem and a suffix, and no suffix ends with another: names are unique.
+    debug_assert!(mapped.families.windows(2).all(|w| w[0].name != w[1].name), "two families of one name");
     mapped
 }
 
@@ -953,8 +956,8 @@ impl Builder<'_> {
                 duplicates += (before - family.samples.len()) as u64;
             } else if keys.len() == family.samples.len() {
                 // Most families have one name (ranked 0).
-                let name_rank = if names.len() > 1 { series_order::rank_by(names.len(), |a, b| names.get(a).cmp(names.get(b))) } else { Vec::new() };
-                let name_rank: &[u32] = if names.len() > 1 { &name_rank } else { &[0] };
+                let name_rank = if names.len() > 1 && keys.len() > series_order::SMALL { series_order::rank_by(names.len(), |a, b| names.get(a).cmp(names.get(b))) } else { Vec::new() };
+                let name_rank: &[u32] = if name_rank.is_empty() { &[0] } else { &name_rank };
                 duplicates += keys.sort_and_dedup(&mut family.samples, name_rank, &ranks);
             } else {
                 duplicates += series_order::sort_and_dedup(&mut family.samples);

@@ -221,8 +221,9 @@ pub fn metadata_bytes(metadata: &[MetricMetadata]) -> Vec<u8> {
     out
 }
 
-/// Writes snappy-compressed `WriteRequest`s straight from `SeriesLabels`, with its buffers and
-/// snappy state reused from request to request: the same bytes prost writes for `series()`.
+/// Writes snappy-compressed `WriteRequest`s from the mapped series or from their stored labels
+/// (`SeriesLabels`), with its buffers and snappy state reused from request to request: the same
+/// bytes prost writes for `series()`.
 /// Each 64 KiB of the request is compressed as soon as it is written (`snappy_blocks`).
 #[derive(Default)]
 pub struct Encoder {
@@ -289,7 +290,11 @@ impl Encoder {
                 self.snappy.take_blocks(raw);
             }
         }
-        raw.extend_from_slice(metadata);
+        // A block at a time, so a large push's metadata is not held whole either.
+        for part in metadata.chunks(snappy_blocks::BLOCK) {
+            raw.extend_from_slice(part);
+            self.snappy.take_blocks(raw);
+        }
         self.snappy.finish(raw)
     }
 }

@@ -108,6 +108,11 @@ impl MappingCache {
         let job = RequestJob { values: &values, per, stale };
         if let Some((metadata, labels)) = rw {
             // A repeat push stays on this thread: it is cheap, and runs every period.
+            if stale && labels.is_none() {
+                // Staleness markers at close, after a single push: no store for them.
+                let mut series = mapped.series();
+                return job.requests(0..n, metadata, |_, values, meta| encoder.encode_series(series.by_ref().take(values.len()), values, time_ms, meta, stale));
+            }
             let labels = labels.get_or_insert_with(|| remote_write::SeriesLabels::new(mapped.series(), n));
             return job.requests(0..n, metadata, |at, values, meta| encoder.encode(labels, at, values, time_ms, meta, stale));
         }

@@ -7,7 +7,8 @@
 //! once per mapping, the distinct sets by their texts' ranks, each family's names among
 //! themselves, and the series are sorted by those two integers. Equal bytes get equal ranks, so
 //! the order and the duplicates are those of comparing the texts (tests/naming.rs checks it
-//! against a sort by bytes).
+//! against a sort by bytes). Families of up to `SMALL` series are sorted by their texts instead,
+//! shared texts compared by address: only the sets of larger families are ranked.
 
 use crate::naming::{FxBuild, Labels, Sample, Text};
 use std::collections::HashMap;
@@ -78,7 +79,8 @@ impl Texts {
         }
         let set_of = |w: usize| -> &[u32] { &set_ids[if w == 0 { 0 } else { set_ends[w - 1] as usize }..set_ends[w] as usize] };
         let rank = rank_by(wanted.len(), |a, b| set_of(a).cmp(set_of(b)));
-        let mut set = vec![0u32; sets.len()];
+        // Sets no large family holds get no rank: one used by mistake sorts last, not as a duplicate.
+        let mut set = vec![u32::MAX; sets.len()];
         for (w, &i) in wanted.iter().enumerate() {
             set[i] = rank[w];
         }

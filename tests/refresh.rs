@@ -180,3 +180,29 @@ fn large_pushes_encoded_in_halves_equal_one_pass() {
         assert!(cache.remote_write_bodies(s.time_ms, per, false) == one_pass, "repeat push, {} series per request", per);
     }
 }
+
+/// Staleness markers at close after a single push (no label store yet), and after repeats (from
+/// the store): the bodies a fresh cache writes for them, and the next repeat push as before.
+#[test]
+fn staleness_markers_after_one_push_and_after_repeats() {
+    let metrics: Vec<_> = (0..300).map(|i| attempted("ns", &format!("m{}", i % 17), &format!("step{}", i / 17), Value::Counter(i))).collect();
+    let s = snapshot(1_700_000_000_000, metrics);
+    let cfg = naming_cfg(Selection::Attempted);
+    let buf = encode(&s);
+    let fresh = |stale: bool| {
+        let mut c = beam_prometheus::reuse::MappingCache::default();
+        c.update(&buf, &cfg, |_| ()).unwrap();
+        c.remote_write_bodies(s.time_ms, 100, stale)
+    };
+    let (values, markers) = (fresh(false), fresh(true));
+    assert!(values != markers);
+    for pushes_before in [1, 3] {
+        let mut cache = beam_prometheus::reuse::MappingCache::default();
+        cache.update(&buf, &cfg, |_| ()).unwrap();
+        for _ in 0..pushes_before {
+            assert!(cache.remote_write_bodies(s.time_ms, 100, false) == values);
+        }
+        assert!(cache.remote_write_bodies(s.time_ms, 100, true) == markers, "markers after {} pushes", pushes_before);
+        assert!(cache.remote_write_bodies(s.time_ms, 100, false) == values, "values after markers");
+    }
+}

@@ -197,6 +197,9 @@ fn big_request_roundtrips() {
     assert_eq!(req.timeseries.len(), 5000);
     let back = decode(&encode(&req)).unwrap();
     assert_eq!(back, req);
+    // The exporter's encoder, block by block over many 64 KiB blocks: prost's bytes, snappy's.
+    let samples: Vec<_> = m.families.iter().flat_map(|f| f.samples.iter()).collect();
+    assert_eq!(beam_prometheus::remote_write::encode_samples(&samples, 9, &req.metadata, false), encode(&req));
 }
 
 proptest! {
