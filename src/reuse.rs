@@ -106,22 +106,22 @@ impl MappingCache {
         let MappingCache { mapped, remote_write: rw, encoder, helper_encoder, .. } = self;
         let mapped = &*mapped;
         let job = RequestJob { values: &values, per, stale };
+        // Requests written from the mapped series (a first push: no label store).
+        let from_series = |encoder: &mut remote_write::Encoder, range: std::ops::Range<usize>, metadata: &[u8]| {
+            let mut series = mapped.series().skip(range.start);
+            job.requests(range, metadata, |_, values, meta| encoder.encode_series(series.by_ref().take(values.len()), values, time_ms, meta, stale))
+        };
         if let Some((metadata, labels)) = rw {
             // A repeat push stays on this thread: it is cheap, and runs every period.
             if stale && labels.is_none() {
                 // Staleness markers at close, after a single push: no store for them.
-                let mut series = mapped.series();
-                return job.requests(0..n, metadata, |_, values, meta| encoder.encode_series(series.by_ref().take(values.len()), values, time_ms, meta, stale));
+                return from_series(encoder, 0..n, metadata);
             }
             let labels = labels.get_or_insert_with(|| remote_write::SeriesLabels::new(mapped.series(), n));
             return job.requests(0..n, metadata, |at, values, meta| encoder.encode(labels, at, values, time_ms, meta, stale));
         }
         // A first push, written from the series; a large one in two halves, each by its thread.
         let metadata = remote_write::metadata_bytes(&remote_write::metadata(mapped));
-        let from_series = |encoder: &mut remote_write::Encoder, range: std::ops::Range<usize>, metadata: &[u8]| {
-            let mut series = mapped.series().skip(range.start);
-            job.requests(range, metadata, |_, values, meta| encoder.encode_series(series.by_ref().take(values.len()), values, time_ms, meta, stale))
-        };
         let bodies = if split >= n {
             from_series(encoder, 0..n, &metadata)
         } else {
