@@ -541,9 +541,15 @@ impl<'a> Builder<'a> {
 
     fn push(&mut self, fam: usize, s: Sample) {
         let f = &mut self.families[fam];
-        let name = f.names.index(&s.name);
-        f.keys.push(name as u32, &s, &mut self.texts);
         f.family.samples.push(s);
+        // Keys only for a family that outgrows sorting by texts (`series_order::SMALL`): taken
+        // for all its series when it does, then one per series.
+        if f.family.samples.len() > series_order::SMALL {
+            for s in &f.family.samples[f.keys.len()..] {
+                let name = f.names.index(&s.name);
+                f.keys.push(name as u32, s, &mut self.texts);
+            }
+        }
     }
 
     /// A sample whose value is field `at` of the snapshot.
@@ -954,6 +960,8 @@ impl Builder<'_> {
                 let before = family.samples.len();
                 family.samples.dedup_by(|a, b| a.name == b.name && a.labels == b.labels);
                 duplicates += (before - family.samples.len()) as u64;
+            } else if family.samples.len() <= series_order::SMALL {
+                duplicates += series_order::sort_small(&mut family.samples);
             } else if keys.len() == family.samples.len() {
                 // Most families have one name (ranked 0).
                 let name_rank = if names.len() > 1 && keys.len() > series_order::SMALL { series_order::rank_by(names.len(), |a, b| names.get(a).cmp(names.get(b))) } else { Vec::new() };

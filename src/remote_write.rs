@@ -129,13 +129,22 @@ impl SeriesLabels {
 /// sort before it).
 #[inline]
 fn put_labels(s: &crate::naming::Sample, buf: &mut Vec<u8>) {
-    let split = s.labels.partition_point(|(k, _)| &**k < "__name__");
+    let split = s.labels.partition_point(|(k, _)| before_name(k));
     for (k, v) in &s.labels[..split] {
         put_label(k, v, buf);
     }
     put_label("__name__", &s.name, buf);
     for (k, v) in &s.labels[split..] {
         put_label(k, v, buf);
+    }
+}
+
+/// `k < "__name__"`, mostly decided by the first byte: label names start with a letter or `_`.
+#[inline]
+fn before_name(k: &str) -> bool {
+    match k.as_bytes().first() {
+        Some(&b) if b != b'_' => b < b'_',
+        _ => k < "__name__",
     }
 }
 
@@ -217,6 +226,25 @@ pub fn metadata_bytes(metadata: &[MetricMetadata]) -> Vec<u8> {
     let mut out = Vec::new();
     for m in metadata {
         prost::encoding::message::encode(3, m, &mut out);
+    }
+    out
+}
+
+/// `metadata_bytes(&metadata(mapped))` written from the families as they are: no copy of
+/// every family's name and help (two allocations per family on a first push).
+pub fn mapped_metadata_bytes(mapped: &Mapped) -> Vec<u8> {
+    let mut out = Vec::new();
+    for f in &mapped.families {
+        let typ = metadata_type(f.typ);
+        let inner = 1 + encoded_len_varint(typ as u64) + str_field_len(&f.name) + str_field_len(&f.help) + str_field_len(f.unit);
+        encode_key(3, WireType::LengthDelimited, &mut out);
+        encode_varint(inner as u64, &mut out);
+        // prost leaves a zero type out; no family type maps to 0.
+        encode_key(1, WireType::Varint, &mut out);
+        encode_varint(typ as u64, &mut out);
+        put_str(2, &f.name, &mut out);
+        put_str(4, &f.help, &mut out);
+        put_str(5, f.unit, &mut out);
     }
     out
 }

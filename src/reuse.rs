@@ -121,7 +121,7 @@ impl MappingCache {
             return job.requests(0..n, metadata, |at, values, meta| encoder.encode(labels, at, values, time_ms, meta, stale));
         }
         // A first push, written from the series; a large one in two halves, each by its thread.
-        let metadata = remote_write::metadata_bytes(&remote_write::metadata(mapped));
+        let metadata = remote_write::mapped_metadata_bytes(mapped);
         let bodies = if split >= n {
             from_series(encoder, 0..n, &metadata)
         } else {

@@ -8,7 +8,8 @@
 //! themselves, and the series are sorted by those two integers. Equal bytes get equal ranks, so
 //! the order and the duplicates are those of comparing the texts (tests/naming.rs checks it
 //! against a sort by bytes). Families of up to `SMALL` series are sorted by their texts instead,
-//! shared texts compared by address: only the sets of larger families are ranked.
+//! shared texts compared by address: only larger families take keys (from the series that
+//! outgrows `SMALL` on), and only their sets are ranked.
 
 use crate::naming::{FxBuild, Labels, Sample, Text};
 use std::collections::HashMap;
@@ -182,7 +183,7 @@ pub const SMALL: usize = 16;
 
 /// `Keys::sort_and_dedup` of a small family: a stable insertion sort, so of two duplicates the
 /// first pushed is kept.
-fn sort_small(samples: &mut Vec<Sample>) -> u64 {
+pub fn sort_small(samples: &mut Vec<Sample>) -> u64 {
     let n = samples.len();
     for i in 1..n {
         let mut j = i;
