@@ -549,10 +549,9 @@ impl Exporter {
                 "max_buffered_samples" => (FamilyType::Gauge, "exporter_max_buffered_samples".to_string(), "Bound of exporter_queued_samples (--prometheusMaxBufferedSamples)"),
                 s => (FamilyType::Counter, format!("exporter_{}_total", s), "beam-prometheus exporter activity, see README (Self-metrics)"),
             };
-            let full = if cfg.prefix.is_empty() { name } else { format!("{}_{}", cfg.prefix, name) };
-            let sample =
-                Sample { name: full.as_str().into(), labels: labels.clone(), value: v[i], source: naming::Source::Stat(i as u32) };
-            match mapped.families.binary_search_by(|f| f.name.as_str().cmp(&full)) {
+            let full: naming::Text = if cfg.prefix.is_empty() { name.into() } else { format!("{}_{}", cfg.prefix, name).into() };
+            let sample = Sample { name: full.clone(), labels: labels.clone(), value: v[i], source: naming::Source::Stat(i as u32) };
+            match mapped.families.binary_search_by(|f| f.name.cmp(&full)) {
                 Ok(at) => mapped.families[at].samples.push(sample),
                 Err(at) => mapped.families.insert(
                     at,

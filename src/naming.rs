@@ -100,7 +100,8 @@ pub enum Source {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Family {
-    pub name: String,
+    /// Shared with its series of the same name (a counter's, a gauge's, an info's).
+    pub name: Text,
     pub typ: FamilyType,
     pub help: String,
     pub unit: &'static str,
@@ -514,7 +515,10 @@ impl<'a> Builder<'a> {
         let i = self.families.len();
         let mut h = String::with_capacity(help.iter().map(|p| p.len()).sum());
         help.iter().for_each(|p| h.push_str(p));
-        let f = Family { name: concat(stem, suffix), typ, help: h, unit: "", samples: Vec::new() };
+        self.scratch.clear();
+        self.scratch.push_str(stem);
+        self.scratch.push_str(suffix);
+        let f = Family { name: Arc::from(self.scratch.as_str()), typ, help: h, unit: "", samples: Vec::new() };
         self.families.push(FamilyBuild { family: f, names: Names::default(), keys: series_order::Keys::default() });
         self.add_entry(suffix, i);
         i
@@ -530,10 +534,16 @@ impl<'a> Builder<'a> {
         if let Some(n) = &self.entries[at].name {
             return n.clone();
         }
-        self.scratch.clear();
-        self.scratch.push_str(stem);
-        self.scratch.push_str(suffix);
-        let n: Text = Arc::from(self.scratch.as_str());
+        let family = &self.families[fam].family.name;
+        let n: Text = if family.len() == stem.len() + suffix.len() && family.ends_with(suffix) {
+            // The family's own name (same stem): its text, not a copy.
+            family.clone()
+        } else {
+            self.scratch.clear();
+            self.scratch.push_str(stem);
+            self.scratch.push_str(suffix);
+            Arc::from(self.scratch.as_str())
+        };
         self.entries[at].name = Some(n.clone());
         self.families[fam].names.add(n.clone());
         n

@@ -356,7 +356,7 @@ pub fn metadata(mapped: &Mapped) -> Vec<MetricMetadata> {
         .iter()
         .map(|f| MetricMetadata {
             r#type: metadata_type(f.typ),
-            metric_family_name: f.name.clone(),
+            metric_family_name: f.name.to_string(),
             help: f.help.clone(),
             unit: f.unit.to_string(),
         })

@@ -16,6 +16,9 @@ use std::collections::HashMap;
 pub struct MappingCache {
     /// Of the mapped snapshot; empty when there is none to compare with.
     skeleton: Vec<u8>,
+    /// The mapped snapshot's bytes until the next snapshot needs its skeleton: a snapshot
+    /// pushed once (a batch pipeline's) is never split.
+    unsplit: Vec<u8>,
     /// The incoming snapshot's skeleton and fields.
     scratch: Vec<u8>,
     fields: Vec<f64>,
@@ -50,20 +53,25 @@ impl MappingCache {
     /// new mapping; their values come from `refresh_stats`. Returns the snapshot's time and
     /// whether the previous mapping was reused.
     pub fn update(&mut self, buf: &[u8], cfg: &NamingConfig, extend: impl FnOnce(&mut Mapped)) -> Result<(i64, bool), DecodeError> {
-        match contract::split(buf, &mut self.scratch, &mut self.fields) {
-            Ok(time_ms) if !self.skeleton.is_empty() && self.scratch == self.skeleton => {
-                self.mapped.refresh(&self.fields);
-                Ok((time_ms, true))
+        if !self.unsplit.is_empty() {
+            // A skeleton that cannot be made stays empty: the next snapshot is decoded in full.
+            if contract::split(&self.unsplit, &mut self.skeleton, &mut self.fields).is_err() {
+                self.skeleton.clear();
             }
-            split => {
-                let snapshot = contract::decode(buf)?;
-                self.set(&snapshot, cfg, extend);
-                if split.is_ok() {
-                    std::mem::swap(&mut self.skeleton, &mut self.scratch);
+            self.unsplit.clear();
+        }
+        if !self.skeleton.is_empty() {
+            if let Ok(time_ms) = contract::split(buf, &mut self.scratch, &mut self.fields) {
+                if self.scratch == self.skeleton {
+                    self.mapped.refresh(&self.fields);
+                    return Ok((time_ms, true));
                 }
-                Ok((snapshot.time_ms, false))
             }
         }
+        let snapshot = contract::decode(buf)?;
+        self.set(&snapshot, cfg, extend);
+        self.unsplit.extend_from_slice(buf);
+        Ok((snapshot.time_ms, false))
     }
 
     /// Maps `snapshot` afresh (nothing to compare the next snapshot with).
@@ -71,6 +79,7 @@ impl MappingCache {
         self.mapped = naming::map(snapshot, cfg);
         extend(&mut self.mapped);
         self.skeleton.clear();
+        self.unsplit.clear();
         self.remote_write = None;
         self.push_plan = None;
         self.v2_plan = None;

@@ -49,7 +49,7 @@ mod owned {
                 .families
                 .into_iter()
                 .map(|f| Family {
-                    name: f.name,
+                    name: f.name.to_string(),
                     typ: f.typ,
                     help: f.help,
                     samples: f

@@ -231,7 +231,7 @@ proptest! {
         for (md, f) in back.metadata.iter().zip(&m.families) {
             let t = match f.typ { FamilyType::Counter => 1, FamilyType::Gauge => 2, FamilyType::Histogram => 3, FamilyType::Summary => 5, FamilyType::Info => 6 };
             prop_assert_eq!(md.r#type, t);
-            prop_assert_eq!(&md.metric_family_name, &f.name);
+            prop_assert_eq!(md.metric_family_name.as_str(), &*f.name);
         }
     }
 }

@@ -172,7 +172,7 @@ proptest! {
             let f = family_of[name];
             prop_assert_eq!(meta, &(type_number(f.typ), f.help.clone(), f.unit.to_string()));
             if !stale {
-                prop_assert_eq!(&v1_meta[&f.name], &(type_number(f.typ), f.help.clone(), f.unit.to_string()));
+                prop_assert_eq!(&v1_meta[&*f.name], &(type_number(f.typ), f.help.clone(), f.unit.to_string()));
             }
             let cumulative = matches!(f.typ, FamilyType::Counter | FamilyType::Summary | FamilyType::Histogram);
             prop_assert_eq!(*start, if cumulative { ts } else { 0 });

@@ -178,9 +178,9 @@ fn compare(m: &Mapped, grouping: &[&str], parsed: &[PyFamily]) -> Result<(), Str
         let (name, typ) = match f.typ {
             // prometheus_client names counter families without `_total`.
             FamilyType::Counter => (f.name.strip_suffix("_total").unwrap_or(&f.name), "counter"),
-            FamilyType::Gauge | FamilyType::Info => (f.name.as_str(), "gauge"),
-            FamilyType::Summary => (f.name.as_str(), "summary"),
-            FamilyType::Histogram => (f.name.as_str(), "histogram"),
+            FamilyType::Gauge | FamilyType::Info => (&*f.name, "gauge"),
+            FamilyType::Summary => (&*f.name, "summary"),
+            FamilyType::Histogram => (&*f.name, "histogram"),
         };
         if p.name != name || p.typ != typ {
             return Err(format!("family {} {:?} parsed as {} {}", f.name, f.typ, p.name, p.typ));
@@ -349,7 +349,7 @@ fn protobuf_bodies_carry_the_text_bodies_series() {
         let want: Vec<(String, i32)> = m
             .families
             .iter()
-            .map(|f| (f.name.clone(), match f.typ { FamilyType::Counter => 0, FamilyType::Gauge | FamilyType::Info => 1, FamilyType::Summary => 2, FamilyType::Histogram => 4 }))
+            .map(|f| (f.name.to_string(), match f.typ { FamilyType::Counter => 0, FamilyType::Gauge | FamilyType::Info => 1, FamilyType::Summary => 2, FamilyType::Histogram => 4 }))
             .collect();
         assert_eq!(types, want);
     }
