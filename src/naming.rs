@@ -858,8 +858,10 @@ pub fn map_in(snapshot: &Snapshot, cfg: &NamingConfig, parts: usize) -> Mapped {
     // name: the metrics of every step share their names' texts (`model::Text`), found by
     // address. Names that sanitize alike share the stem's id.
     let mut stems: Vec<String> = Vec::new();
-    let mut stem_id: HashMap<String, usize, FxBuild> = HashMap::default();
-    let mut of_name: HashMap<usize, (usize, bool), FxBuild> = HashMap::default();
+    // Sized for every metric's name distinct (up to a bound): no table is regrown and rehashed.
+    let names_hint = snapshot.metrics.len().min(1 << 12);
+    let mut stem_id: HashMap<String, usize, FxBuild> = HashMap::with_capacity_and_hasher(names_hint, FxBuild::default());
+    let mut of_name: HashMap<usize, (usize, bool), FxBuild> = HashMap::with_capacity_and_hasher(names_hint, FxBuild::default());
     let stem_ids: Vec<(usize, bool)> = snapshot
         .metrics
         .iter()
@@ -914,7 +916,7 @@ pub fn map_in(snapshot: &Snapshot, cfg: &NamingConfig, parts: usize) -> Mapped {
             texts: series_order::Texts::default(),
             scratch: String::new(),
             set_scratch: Vec::new(),
-            bases: HashMap::default(),
+            bases: HashMap::with_capacity_and_hasher(names_hint, FxBuild::default()),
             stem: 0,
             stem_head: Vec::new(),
             entries: Vec::with_capacity(stems.len() * 2),
