@@ -129,13 +129,17 @@ impl SeriesLabels {
 /// sort before it).
 #[inline]
 fn put_labels(s: &crate::naming::Sample, buf: &mut Vec<u8>) {
-    let split = s.labels.partition_point(|(k, _)| before_name(k));
-    for (k, v) in &s.labels[..split] {
+    // One pass: `__name__` goes before the first label that sorts after it.
+    let mut name_written = false;
+    for (k, v) in s.labels.iter() {
+        if !name_written && !before_name(k) {
+            put_label("__name__", &s.name, buf);
+            name_written = true;
+        }
         put_label(k, v, buf);
     }
-    put_label("__name__", &s.name, buf);
-    for (k, v) in &s.labels[split..] {
-        put_label(k, v, buf);
+    if !name_written {
+        put_label("__name__", &s.name, buf);
     }
 }
 
@@ -294,26 +298,28 @@ impl Encoder {
         // A block and a series, so the buffer is not regrown block by block.
         raw.reserve(snappy_blocks::BLOCK + 4096);
         self.snappy.start();
-        // The sample message: value (fixed64, left out when 0.0) and timestamp (varint, left out when 0).
-        let ts_len = if timestamp_ms != 0 { 1 + encoded_len_varint(timestamp_ms as u64) } else { 0 };
+        // The sample message: value (fixed64, left out when 0.0) and timestamp (varint, left out
+        // when 0). The same for every series but the value's 8 bytes: written once, copied.
+        let mut ts = Vec::with_capacity(11);
+        if timestamp_ms != 0 {
+            encode_key(2, WireType::Varint, &mut ts);
+            encode_varint(timestamp_ms as u64, &mut ts);
+        }
+        let mut with_value = vec![0x12, (9 + ts.len()) as u8, 0x09, 0, 0, 0, 0, 0, 0, 0, 0];
+        with_value.extend_from_slice(&ts);
+        let mut without_value = vec![0x12, ts.len() as u8];
+        without_value.extend_from_slice(&ts);
         for (labels, v) in series {
             let value = if stale { f64::from_bits(STALE_NAN) } else { wire_value(v) };
             let has_value = value != 0.0 || value.is_nan();
-            let sample_len = if has_value { 9 } else { 0 } + ts_len;
-            let series_len = labels.len() + 1 + encoded_len_varint(sample_len as u64) + sample_len;
-            encode_key(1, WireType::LengthDelimited, raw);
-            encode_varint(series_len as u64, raw);
-            labels.put(raw);
-            encode_key(2, WireType::LengthDelimited, raw);
-            encode_varint(sample_len as u64, raw);
+            let sample = if has_value { &mut with_value } else { &mut without_value };
             if has_value {
-                encode_key(1, WireType::SixtyFourBit, raw);
-                raw.extend_from_slice(&value.to_bits().to_le_bytes());
+                sample[3..11].copy_from_slice(&value.to_bits().to_le_bytes());
             }
-            if timestamp_ms != 0 {
-                encode_key(2, WireType::Varint, raw);
-                encode_varint(timestamp_ms as u64, raw);
-            }
+            encode_key(1, WireType::LengthDelimited, raw);
+            encode_varint((labels.len() + sample.len()) as u64, raw);
+            labels.put(raw);
+            raw.extend_from_slice(sample);
             if raw.len() >= snappy_blocks::BLOCK {
                 self.snappy.take_blocks(raw);
             }

@@ -254,6 +254,8 @@ proptest! {
         let values = samples.iter().map(|s| s.value);
         let stored = beam_prometheus::remote_write::Encoder::default().encode(&labels, 0, values, ts, &beam_prometheus::remote_write::metadata_bytes(&meta), false);
         prop_assert_eq!(&stored, &via_prost);
+        // No timestamp (left out of the sample message), as prost leaves it out.
+        prop_assert_eq!(beam_prometheus::remote_write::encode_samples(&samples, 0, &meta, false), encode(&WriteRequest { timeseries: series(&m, 0), metadata: meta.clone() }));
         // A first push writes the metadata from the families: the bytes prost writes.
         prop_assert_eq!(beam_prometheus::remote_write::mapped_metadata_bytes(&m), beam_prometheus::remote_write::metadata_bytes(&meta));
         let stale = decode(&beam_prometheus::remote_write::encode_samples(&samples, ts, &[], true)).unwrap();
