@@ -260,13 +260,6 @@ fn push_squashed(s: &str, out: &mut String) {
     }
 }
 
-fn concat(a: &str, b: &str) -> String {
-    let mut s = String::with_capacity(a.len() + b.len());
-    s.push_str(a);
-    s.push_str(b);
-    s
-}
-
 /// A metric name from the prefix and a Beam name: `[a-zA-Z_:][a-zA-Z0-9_:]*`, without `:`
 /// (reserved for recording rules), no runs of `_`, at most `MAX_NAME_LEN` long with `suffix`.
 pub fn metric_name(prefix: &str, beam_name: &str, suffix: &str) -> String {

@@ -202,6 +202,35 @@ fn big_request_roundtrips() {
     assert_eq!(beam_prometheus::remote_write::encode_samples(&samples, 9, &req.metadata, false), encode(&req));
 }
 
+/// A series' length takes one varint byte below 128 bytes, two up to 16 KiB, three above: the
+/// encoder keeps two and moves the rest when it takes another number.
+#[test]
+fn series_lengths_around_varint_boundaries() {
+    let mut samples = Vec::new();
+    for value_len in [0usize, 1, 90, 100, 110, 120, 130, 16_300, 16_340, 16_383, 16_400, 70_000] {
+        let labels: Vec<(beam_prometheus::model::Text, beam_prometheus::model::Text)> =
+            if value_len == 0 { Vec::new() } else { vec![("a".into(), "v".repeat(value_len).into())] };
+        samples.push(NSample::new("m".into(), labels, value_len as f64));
+        samples.push(NSample::new("m".into(), vec![("z".into(), "w".repeat(value_len.max(1)).into())], 0.0));
+    }
+    for i in 0..samples.len() {
+        // Distinct series: the name varies.
+        samples[i].name = format!("m{}", i).into();
+    }
+    let m = Mapped {
+        families: vec![Family { name: "m".into(), typ: FamilyType::Gauge, help: String::new(), unit: "", samples }],
+        ..Mapped::default()
+    };
+    let refs: Vec<&NSample> = m.families[0].samples.iter().collect();
+    for ts in [0i64, 1, -1, 1_700_000_000_000] {
+        let want = encode(&WriteRequest { timeseries: series(&m, ts), metadata: Vec::new() });
+        assert_eq!(remote_write::encode_samples(&refs, ts, &[], false), want, "timestamp {}", ts);
+        let labels = remote_write::SeriesLabels::new(refs.iter().copied(), refs.len());
+        let stored = remote_write::Encoder::default().encode(&labels, 0, refs.iter().map(|s| s.value), ts, &[], false);
+        assert_eq!(stored, want, "stored labels, timestamp {}", ts);
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
 
