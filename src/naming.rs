@@ -850,7 +850,6 @@ pub fn map_in(snapshot: &Snapshot, cfg: &NamingConfig, parts: usize) -> Mapped {
     // Per metric, its stem's id and whether its name was renamed, computed once per distinct
     // name: the metrics of every step share their names' texts (`model::Text`), found by
     // address. Names that sanitize alike share the stem's id.
-    let mut stems: Vec<String> = Vec::new();
     // Sized for every metric's name distinct (up to a bound): no table is regrown and rehashed.
     let names_hint = snapshot.metrics.len().min(1 << 12);
     let mut stem_id: HashMap<String, usize, FxBuild> = HashMap::with_capacity_and_hasher(names_hint, FxBuild::default());
@@ -862,14 +861,17 @@ pub fn map_in(snapshot: &Snapshot, cfg: &NamingConfig, parts: usize) -> Mapped {
             *of_name.entry(Arc::as_ptr(&m.key.name) as *const u8 as usize).or_insert_with(|| {
                 let stem = name(&cfg.prefix, &m.key.name, "");
                 let clash = renamed(&m.key.name, &stem);
-                let id = *stem_id.entry(stem).or_insert_with_key(|stem| {
-                    stems.push(stem.clone());
-                    stems.len() - 1
-                });
+                let next = stem_id.len();
+                let id = *stem_id.entry(stem).or_insert(next);
                 (id, clash)
             })
         })
         .collect();
+    // Each stem's text by its id, moved out of the table.
+    let mut stems: Vec<String> = vec![String::new(); stem_id.len()];
+    for (stem, id) in stem_id {
+        stems[id] = stem;
+    }
     // Every value's fields, also those not selected, so that field indices depend on the
     // snapshot alone (as in `contract::split`).
     let mut fields = Vec::with_capacity(snapshot.metrics.len() * 2);
