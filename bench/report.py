@@ -177,7 +177,7 @@ for n in sizes:
     mb = lambda v: "—" if v is None else f"{v / 1e6:.2f} MB"
     p(f"| {info.get(n, n):,} | {mb(o)} | {mb(t)} | {mb(pb)} | {mb(j)} | {ratio(t, o)} |")
 p("")
-for who, label in (("jvm", "JVM running the sink (heap fixed and pre-touched)"), ("rust", "native process (bench/rust, no JVM)")):
+for who, label in (("jvm", "JVM running the sink (heap fixed and pre-touched, glibc mmap threshold fixed)"), ("rust", "native process (bench/rust, no JVM)")):
     pts = sorted(rss.get(who, []))
     if pts:
         first, last = pts[0][1], pts[-1][1]
