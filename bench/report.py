@@ -74,15 +74,15 @@ p("Bodies of 2,000 series each, metadata in the first. Rust: `remote_write::Seri
 p("")
 p("#### 1b. From the Beam snapshot to the snappy bodies")
 p("")
-p("| series | Rust, first push: whole native work (split, decode, map, labels, bodies) | Rust, first push (map + encode) | Rust, repeat push (split + refresh + encode) | Java (map + encode) | Java / Rust first, whole | Java / Rust first (map + encode) | Java / Rust repeat |")
+p("| series | Rust, first push: whole native work (decode, map, labels, bodies) | Rust, first push (map + encode) | Rust, repeat push (split + refresh + encode) | Java (map + encode) | Java / Rust first, whole | Java / Rust first (map + encode) | Java / Rust repeat |")
 p("|---:|---:|---:|---:|---:|---:|---:|---:|")
 for n in sizes:
     fa, r, rr, j = g("rust", "first_push_all", n), g("rust", "map_encode", n), g("rust", "repeat_all", n), g("java", "map_encode", n)
     p(f"| {info.get(n, n):,} | {ms(fa)} | {ms(r)} | {ms(rr)} | {ms(j)} | {ratio(j, fa)} | {ratio(j, r)} | {ratio(j, rr)} |")
 p("")
 p("Rust first push, whole: what the exporter does with a snapshot of a new structure, from the contract bytes "
-  "(`reuse::MappingCache::update`: `contract::split`, `contract::decode`, `naming::map`; then `remote_write::SeriesLabels` and "
-  "the bodies), the mapping dropped after; map + encode: `naming::map` of the decoded `Snapshot`, then 1a; repeat push: from the "
+  "(`reuse::MappingCache::update`: `contract::decode`, `naming::map`, the bytes kept for the next snapshot's `contract::split`; then "
+  "the bodies, labels written from the series), the mapping dropped after; map + encode: `naming::map` of the decoded `Snapshot`, then 1a; repeat push: from the "
   "contract bytes, `contract::split`, `Mapped::refresh`, then 1a (repeat). Java: the same mapping rules from "
   "`MetricQueryResults`, then 1a.")
 p("")

@@ -58,7 +58,7 @@ run java "${JAVA_FLAGS[@]}" -cp "$CP" io.beamprometheus.bench.Bench latency "$OU
 phase "4. memory: VmRSS of the JVM over $PUSHES pushes of $LARGEST series both ways"
 # glibc's mmap threshold fixed at its default start (128 KiB): left dynamic, the first large
 # buffer freed raises it, and the JVM's RSS keeps one step of about 20 MiB at a random push
-# (seen at push 5 to 17 in 4 of 6 runs; never with the threshold fixed). That step is glibc
+# (at push 5 to 17 in 6 of 8 runs; never in 3 with the threshold fixed). That step is glibc
 # keeping freed memory, not growth; this check is for growth. See BENCHMARKS.md, Method.
 MALLOC_MMAP_THRESHOLD_=131072 run java "${JAVA_FLAGS[@]}" -cp "$CP" io.beamprometheus.bench.Bench memory "$OUT" "$LARGEST" "$PUSHES"
 phase "4. memory: VmRSS of a native-only process over $PUSHES pushes"

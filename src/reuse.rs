@@ -58,7 +58,8 @@ impl MappingCache {
             if contract::split(&self.unsplit, &mut self.skeleton, &mut self.fields).is_err() {
                 self.skeleton.clear();
             }
-            self.unsplit.clear();
+            // Freed, not kept: a structure that stays holds no fourth snapshot-sized buffer.
+            self.unsplit = Vec::new();
         }
         if !self.skeleton.is_empty() {
             if let Ok(time_ms) = contract::split(buf, &mut self.scratch, &mut self.fields) {
