@@ -69,8 +69,8 @@ for n in sizes:
     r, rr, j, go = g("rust", "encode_from_mapped", n), g("rust", "encode_repeat", n), g("java", "encode_from_mapped", n), g("go", "encode_from_mapped", n)
     p(f"| {info.get(n, n):,} | {ms(r)} | {ms(rr)} | {ms(j)} | {ms(go)} | {ratio(j, r)} | {ratio(j, rr)} | {ratio(go, r)} | {ratio(go, rr)} |")
 p("")
-p("Bodies of 2,000 series each, metadata in the first. Rust: `remote_write::SeriesLabels` + `Encoder` (first push: labels "
-  "encoded; repeat: reused); Java `CodedOutputStream` + snappy-java; Go `prompb` + `Marshal` + golang/snappy.")
+p("Bodies of 2,000 series each, metadata in the first. Rust: `remote_write::Encoder` (first push: labels written from the "
+  "mapped series; repeat: copied from the store `remote_write::SeriesLabels` built on the second push); Java `CodedOutputStream` + snappy-java; Go `prompb` + `Marshal` + golang/snappy.")
 p("")
 p("#### 1b. From the Beam snapshot to the snappy bodies")
 p("")
@@ -282,7 +282,7 @@ for who in ("jvm", "rust"):
         tail = [k for (i, k) in pts[len(pts) // 2:]]
         first_half_max = max(k for (i, k) in pts[: len(pts) // 2])
         flat = max(tail) <= first_half_max + 1024  # no growth beyond the first half's peak (1 MiB slack)
-        p(f"| native memory flat over {pts[-1][0]} pushes ({'JVM' if who == 'jvm' else 'native-only process'}) | "
+        p(f"| native memory flat over {pts[-1][0]} pushes ({'JVM, glibc mmap threshold fixed' if who == 'jvm' else 'native-only process'}) | "
           f"first {pts[0][1] / 1024:.0f} MiB, last {pts[-1][1] / 1024:.0f} MiB, peak of first half {first_half_max / 1024:.0f} MiB, of second half {max(tail) / 1024:.0f} MiB | {'yes' if flat else 'no'} |")
 p("")
 p("### Equivalence checks")

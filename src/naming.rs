@@ -430,7 +430,7 @@ impl Names {
 struct FamilyBuild {
     family: Family,
     names: Names,
-    /// Its series' sort keys, taken as they are pushed (`series_order`).
+    /// Its series' sort keys, taken once it outgrows `series_order::SMALL` (`Builder::push`).
     keys: series_order::Keys,
 }
 
@@ -971,10 +971,11 @@ impl Builder<'_> {
                 duplicates += series_order::sort_small(&mut family.samples);
             } else if keys.len() == family.samples.len() {
                 // Most families have one name (ranked 0).
-                let name_rank = if names.len() > 1 && keys.len() > series_order::SMALL { series_order::rank_by(names.len(), |a, b| names.get(a).cmp(names.get(b))) } else { Vec::new() };
+                let name_rank = if names.len() > 1 { series_order::rank_by(names.len(), |a, b| names.get(a).cmp(names.get(b))) } else { Vec::new() };
                 let name_rank: &[u32] = if name_rank.is_empty() { &[0] } else { &name_rank };
                 duplicates += keys.sort_and_dedup(&mut family.samples, name_rank, &ranks);
             } else {
+                // Not reached (a family past `SMALL` has a key per series); correct all the same.
                 duplicates += series_order::sort_and_dedup(&mut family.samples);
             }
             families.push(family);

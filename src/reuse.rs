@@ -16,8 +16,9 @@ use std::collections::HashMap;
 pub struct MappingCache {
     /// Of the mapped snapshot; empty when there is none to compare with.
     skeleton: Vec<u8>,
-    /// The mapped snapshot's bytes until the next snapshot needs its skeleton: a snapshot
-    /// pushed once (a batch pipeline's) is never split.
+    /// The mapped snapshot's bytes, when it was mapped without being split (nothing to compare
+    /// it with), until the next snapshot needs its skeleton: a snapshot pushed once (a batch
+    /// pipeline's) is never split.
     unsplit: Vec<u8>,
     /// The incoming snapshot's skeleton and fields.
     scratch: Vec<u8>,
@@ -61,17 +62,24 @@ impl MappingCache {
             // Freed, not kept: a structure that stays holds no fourth snapshot-sized buffer.
             self.unsplit = Vec::new();
         }
+        // Whether `scratch` holds this snapshot's skeleton.
+        let mut split = false;
         if !self.skeleton.is_empty() {
             if let Ok(time_ms) = contract::split(buf, &mut self.scratch, &mut self.fields) {
                 if self.scratch == self.skeleton {
                     self.mapped.refresh(&self.fields);
                     return Ok((time_ms, true));
                 }
+                split = true;
             }
         }
         let snapshot = contract::decode(buf)?;
         self.set(&snapshot, cfg, extend);
-        self.unsplit.extend_from_slice(buf);
+        if split {
+            std::mem::swap(&mut self.skeleton, &mut self.scratch);
+        } else {
+            self.unsplit.extend_from_slice(buf);
+        }
         Ok((snapshot.time_ms, false))
     }
 

@@ -2,14 +2,14 @@
 //! dropping exact duplicates, without reading the series again. Sorting `Sample`s by their
 //! texts was half of a large first push's mapping: by then the label lists of 100k series are
 //! out of the cache, and steps are long paths with long common prefixes. So each series' key is
-//! taken when it is pushed: its name's index among its family's few names, and the id of its
+//! taken as it is pushed (in a family larger than `SMALL`): its name's index among its family's few names, and the id of its
 //! label set's allocation (series share sets). The distinct label texts are ranked by their bytes
 //! once per mapping, the distinct sets by their texts' ranks, each family's names among
 //! themselves, and the series are sorted by those two integers. Equal bytes get equal ranks, so
 //! the order and the duplicates are those of comparing the texts (tests/naming.rs checks it
 //! against a sort by bytes). Families of up to `SMALL` series are sorted by their texts instead,
-//! shared texts compared by address: only larger families take keys (from the series that
-//! outgrows `SMALL` on), and only their sets are ranked.
+//! shared texts compared by address: a family takes keys, for all its series, only once it
+//! outgrows `SMALL`, and only the sets of such families are ranked.
 
 use crate::naming::{FxBuild, Labels, Sample, Text};
 use std::collections::HashMap;

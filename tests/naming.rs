@@ -1016,3 +1016,37 @@ proptest! {
         prop_assert_eq!(samples, expected);
     }
 }
+
+/// Families just under, at and over `series_order::SMALL` series (sorted by their texts below
+/// it, by keys taken when a family outgrows it), with duplicates: the order is the steps' byte
+/// order, the first pushed of equal series is kept and the rest are counted, on one thread and
+/// on two.
+#[test]
+fn families_around_small_sort_and_dedup_like_bytes() {
+    use beam_prometheus::series_order::SMALL;
+    for (distinct, dups) in [(SMALL, 0), (SMALL + 1, 0), (SMALL - 4, 4), (SMALL - 3, 4), (30, 10)] {
+        // Steps in a scrambled order (7 is prime to every count here).
+        let step = |i: usize| format!("s{}", (i * 7) % distinct);
+        let mut metrics: Vec<_> = (0..distinct).map(|i| attempted("ns", "c", &step(i), Value::Counter(i as i64))).collect();
+        // A copy with a Beam label of empty value (dropped): the same series, pushed later.
+        for i in 0..dups {
+            let mut m = attempted("ns", "c", &step(i * 2), Value::Counter(1000 + i as i64));
+            m.key.labels = vec![("x".into(), "".into())];
+            metrics.push(m);
+        }
+        let s = snapshot(1, metrics);
+        let mut want: Vec<(String, f64)> = (0..distinct).map(|i| (step(i), i as f64)).collect();
+        want.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        for parts in [1, 2] {
+            let m = beam_prometheus::naming::map_in(&s, &naming_cfg(Selection::Attempted), parts);
+            let f = m.families.iter().find(|f| &*f.name == "beam_c_total").expect("the counter's family");
+            let got: Vec<(String, f64)> = f
+                .samples
+                .iter()
+                .map(|x| (x.labels.iter().find(|(k, _)| &**k == "step").unwrap().1.to_string(), x.value))
+                .collect();
+            assert_eq!(got, want, "{} series and {} copies, {} part(s)", distinct, dups, parts);
+            assert_eq!(m.duplicates, dups as u64, "{} series and {} copies, {} part(s)", distinct, dups, parts);
+        }
+    }
+}

@@ -206,3 +206,48 @@ fn staleness_markers_after_one_push_and_after_repeats() {
         assert!(cache.remote_write_bodies(s.time_ms, 100, false) == values, "values after markers");
     }
 }
+
+/// `MappingCache::update` reuses the mapping exactly when the structure repeats, through first
+/// pushes (the skeleton made on the next snapshot), changes, refused buffers and a mapping set
+/// without bytes; after every step the mapping is the fresh one of the last accepted buffer.
+#[test]
+fn update_reuses_exactly_when_the_structure_repeats() {
+    use beam_prometheus::reuse::MappingCache;
+    let cfg = naming_cfg(Selection::Attempted);
+    let a = |v: i64| encode(&snapshot(1, vec![attempted("ns", "c", "s", Value::Counter(v)), attempted("ns", "g", "s", Value::Gauge { value: v, timestamp_ms: 9 })]));
+    let b = |v: i64| encode(&snapshot(2, vec![attempted("ns", "c", "s", Value::Counter(v)), attempted("ns", "other", "s", Value::Counter(v))]));
+    let bad = b"BPM1 not a snapshot at all".to_vec();
+    assert!(decode(&bad).is_err());
+    // (buffer, whether it reuses the mapping; None: refused)
+    let steps: Vec<(Vec<u8>, Option<bool>)> = vec![
+        (a(1), Some(false)),
+        (a(2), Some(true)),
+        (bad.clone(), None),
+        (a(3), Some(true)),
+        (b(1), Some(false)),
+        (b(2), Some(true)),
+        (a(4), Some(false)),
+        (bad.clone(), None),
+        (b(3), Some(false)),
+        (b(4), Some(true)),
+        (a(5), Some(false)),
+        (a(6), Some(true)),
+    ];
+    let mut cache = MappingCache::default();
+    let mut accepted: Option<Vec<u8>> = None;
+    for (i, (buf, want)) in steps.iter().enumerate() {
+        match (cache.update(buf, &cfg, |_| ()), want) {
+            (Ok((_, reused)), Some(w)) => {
+                assert_eq!(reused, *w, "step {}", i);
+                accepted = Some(buf.clone());
+            }
+            (Err(_), None) => {}
+            (got, _) => panic!("step {}: {:?}", i, got.map(|r| r.1)),
+        }
+        assert_eq!(cache.mapped(), &map(&decode(accepted.as_ref().unwrap()).unwrap(), &cfg), "step {}", i);
+    }
+    // A mapping set without bytes has no skeleton: the next snapshot is mapped afresh.
+    cache.set(&decode(&a(7)).unwrap(), &cfg, |_| ());
+    assert!(!cache.update(&a(8), &cfg, |_| ()).unwrap().1);
+    assert!(cache.update(&a(9), &cfg, |_| ()).unwrap().1);
+}

@@ -202,8 +202,7 @@ fn big_request_roundtrips() {
     assert_eq!(beam_prometheus::remote_write::encode_samples(&samples, 9, &req.metadata, false), encode(&req));
 }
 
-/// A series' length takes one varint byte below 128 bytes, two up to 16 KiB, three above: the
-/// encoder keeps two and moves the rest when it takes another number.
+/// A series' length takes one varint byte below 128 bytes, two up to 16 KiB, three above.
 #[test]
 fn series_lengths_around_varint_boundaries() {
     let mut samples = Vec::new();
