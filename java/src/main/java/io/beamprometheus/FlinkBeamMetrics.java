@@ -119,6 +119,9 @@ final class FlinkBeamMetrics {
     return !live.isEmpty();
   }
 
+  /** The previous snapshot's length: the next one's buffer is sized from it, not regrown. */
+  private volatile int lastSnapshotBytes;
+
   /** Current values summed over subtasks, finished ones included, as a contract snapshot. */
   byte[] snapshot(long nowMillis) {
     Map<String, Value> values = new LinkedHashMap<>();
@@ -129,7 +132,7 @@ final class FlinkBeamMetrics {
       read(e, values.computeIfAbsent(e.key(), k -> new Value()));
     }
     List<String> order = new ArrayList<>(values.keySet());
-    ContractWriter w = new ContractWriter();
+    ContractWriter w = new ContractWriter(lastSnapshotBytes);
     w.u32(order.size());
     for (String k : order) {
       String[] parts = k.split("\u0000", -1);
@@ -153,7 +156,9 @@ final class FlinkBeamMetrics {
         w.i64(v.gaugeMillis < 0 ? 0 : v.gaugeMillis);
       }
     }
-    return w.snapshot(nowMillis);
+    byte[] out = w.snapshot(nowMillis);
+    lastSnapshotBytes = out.length;
+    return out;
   }
 
   /** Adds one subtask's current value into {@code into}. */

@@ -87,6 +87,8 @@ public class FlinkBeamMetricsTest {
             Collections.emptyList(),
             Collections.emptyList());
     assertArrayEquals(SnapshotEncoder.encode(expected, 5000), m.snapshot(5000));
+    // The next snapshot's buffer is sized from this one's: the same bytes again.
+    assertArrayEquals(SnapshotEncoder.encode(expected, 5000), m.snapshot(5000));
   }
 
   static byte[] counterSnapshot(long value, long time) {
