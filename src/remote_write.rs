@@ -265,8 +265,8 @@ pub struct Encoder {
 
 impl Encoder {
     /// One request of the series `first..` of `labels`, one per value, every sample at
-    /// `timestamp_ms`, then `metadata` (from `metadata_bytes` or `mapped_metadata_bytes`). `stale` sends Prometheus'
-    /// staleness marker instead of each value.
+    /// `timestamp_ms`, then `metadata` (from `metadata_bytes` or `mapped_metadata_bytes`).
+    /// `stale` sends Prometheus' staleness marker instead of each value.
     pub fn encode(
         &mut self,
         labels: &SeriesLabels,
