@@ -92,7 +92,7 @@ pub const PROTOBUF_CONTENT_TYPE: &str =
 
 mod pb {
     //! Writers for metrics.proto (proto2: set fields are written even when zero).
-    pub use prost::encoding::{encode_key, encode_varint, WireType};
+    pub use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
 
     pub fn string(tag: u32, s: &str, out: &mut Vec<u8>) {
         encode_key(tag, WireType::LengthDelimited, out);
@@ -138,7 +138,6 @@ pub fn render_protobuf(mapped: &Mapped, grouping_labels: &[&str]) -> Vec<u8> {
 #[derive(Debug, Default)]
 pub struct PushPlan {
     families: Vec<PlanFamily>,
-    size: usize,
 }
 
 #[derive(Debug)]
@@ -231,31 +230,33 @@ impl PushPlan {
                     }
                 }
             }
-            plan.size += header.len() + metrics.iter().map(|(l, _)| l.len() + 48).sum::<usize>();
             plan.families.push(PlanFamily { header, metrics });
         }
         plan
     }
 
-    /// The body, `values` in the mapping's family-by-family sample order.
+    /// The body, `values` in the mapping's family-by-family sample order. The value messages
+    /// are written first (they are small), so every length is known before the labels, most of
+    /// the body, are copied: once, straight into the body.
     pub fn render(&self, values: &[f64]) -> Vec<u8> {
         let v = |i: &Option<usize>| i.and_then(|i| values.get(i)).copied().unwrap_or(0.0);
-        let mut out = Vec::with_capacity(self.size + self.families.len() * 8);
-        let (mut family, mut metric, mut inner, mut bucket) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let metrics: usize = self.families.iter().map(|f| f.metrics.len()).sum();
+        let mut vals = Vec::with_capacity(metrics * 12);
+        let mut ends = Vec::with_capacity(metrics);
+        let mut family_lens = Vec::with_capacity(self.families.len());
+        let (mut inner, mut bucket) = (Vec::new(), Vec::new());
         for f in &self.families {
-            family.clear();
-            family.extend_from_slice(&f.header);
+            let mut len = f.header.len();
             for (labels, slot) in &f.metrics {
-                metric.clear();
-                metric.extend_from_slice(labels);
+                let start = vals.len();
                 match slot {
-                    Slot::Counter(i) => pb::message(3, &mut metric, &mut inner, |m| pb::double(1, v(&Some(*i)), m)),
-                    Slot::Gauge(i) => pb::message(2, &mut metric, &mut inner, |m| pb::double(1, v(&Some(*i)), m)),
-                    Slot::Summary { sum, count } => pb::message(4, &mut metric, &mut inner, |m| {
+                    Slot::Counter(i) => pb::message(3, &mut vals, &mut inner, |m| pb::double(1, v(&Some(*i)), m)),
+                    Slot::Gauge(i) => pb::message(2, &mut vals, &mut inner, |m| pb::double(1, v(&Some(*i)), m)),
+                    Slot::Summary { sum, count } => pb::message(4, &mut vals, &mut inner, |m| {
                         pb::varint(1, as_count(v(count)), m);
                         pb::double(2, v(sum), m);
                     }),
-                    Slot::Histogram { sum, count, buckets } => pb::message(7, &mut metric, &mut inner, |m| {
+                    Slot::Histogram { sum, count, buckets } => pb::message(7, &mut vals, &mut inner, |m| {
                         pb::varint(1, as_count(v(count)), m);
                         pb::double(2, v(sum), m);
                         for (bound, i) in buckets {
@@ -266,13 +267,29 @@ impl PushPlan {
                         }
                     }),
                 }
-                pb::encode_key(4, pb::WireType::LengthDelimited, &mut family);
-                pb::encode_varint(metric.len() as u64, &mut family);
-                family.extend_from_slice(&metric);
+                let metric = labels.len() + vals.len() - start;
+                len += 1 + pb::encoded_len_varint(metric as u64) + metric;
+                ends.push(vals.len());
             }
-            pb::encode_varint(family.len() as u64, &mut out);
-            out.extend_from_slice(&family);
+            family_lens.push(len);
         }
+        let total: usize = family_lens.iter().map(|&l| pb::encoded_len_varint(l as u64) + l).sum();
+        let mut out = Vec::with_capacity(total);
+        let (mut at, mut ends) = (0, ends.into_iter());
+        for (f, len) in self.families.iter().zip(family_lens) {
+            pb::encode_varint(len as u64, &mut out);
+            out.extend_from_slice(&f.header);
+            for (labels, _) in &f.metrics {
+                let end = ends.next().unwrap_or(at);
+                let value = &vals[at..end];
+                at = end;
+                pb::encode_key(4, pb::WireType::LengthDelimited, &mut out);
+                pb::encode_varint((labels.len() + value.len()) as u64, &mut out);
+                out.extend_from_slice(labels);
+                out.extend_from_slice(value);
+            }
+        }
+        debug_assert_eq!(out.len(), total);
         out
     }
 }

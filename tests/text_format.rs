@@ -340,6 +340,12 @@ fn protobuf_bodies_carry_the_text_bodies_series() {
             .collect();
         expected.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
         let body = render_protobuf(m, grouping);
+        // Byte for byte what prost writes for the same messages.
+        let mut again = Vec::new();
+        for f in decode_delimited(&body) {
+            prost::Message::encode_length_delimited(&f, &mut again).unwrap();
+        }
+        assert!(again == body, "the body differs from prost's encoding of the same families\n{}", text);
         let got = protobuf_series(&decode_delimited(&body));
         let same = got.len() == expected.len()
             && got.iter().zip(&expected).all(|(g, e)| g.0 == e.0 && g.1 == e.1 && (g.2 == e.2 || (g.2.is_nan() && e.2.is_nan())));

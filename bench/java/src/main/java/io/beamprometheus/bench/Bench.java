@@ -276,18 +276,52 @@ public final class Bench {
           checkPrometheus(prom, series, oursRwJob, javaRwJob, n);
         }
       }
-      int reps = Integer.parseInt(System.getenv().getOrDefault("BENCH_WHOLE_REPS", n >= 100_000 ? "9" : n >= 10_000 ? "15" : "25"));
+      checkBalanced(impls.size());
+      int reps = Integer.parseInt(System.getenv().getOrDefault("BENCH_WHOLE_REPS", n >= 10_000 ? "16" : "24"));
       for (int rep = 0; rep < reps; rep++) {
-        // Interleaved, so drift hits every implementation alike; each round starts one further
-        // on, so the load a push leaves behind (Prometheus ingesting a remote-write, the
-        // gateway's scrape) falls on every implementation in turn, not always on the next one.
-        for (int k = 0; k < impls.size(); k++) impls.get((rep + k) % impls.size()).once(true);
+        // Interleaved, so drift hits every implementation alike; in the order of a balanced
+        // Latin square, so the load a push leaves behind (Prometheus ingesting a remote-write,
+        // the gateway's scrape, the JVM's garbage) falls on every implementation alike: each
+        // follows each other one once in every impls.size() rounds.
+        for (int k : balancedOrder(impls.size(), rep)) impls.get(k).once(true);
       }
       for (Impl i : impls) {
         report(i.name, "whole_call", n, stats(unbox(i.times)), info);
         System.out.printf("alloc\t%s\t%d\t%.0f%n", i.name, n, stats(unbox(i.allocs)).median);
       }
       jni(n, r, info);
+    }
+  }
+
+  /**
+   * Round {@code round} of a Williams design: a Latin square whose rows (for an even {@code n};
+   * for an odd one, the rows and their reverses) put every ordered pair side by side exactly once.
+   * Shifting one order's start each round would not: the same implementation would still come
+   * before each one, but at the wrap.
+   */
+  static int[] balancedOrder(int n, int round) {
+    int[] first = new int[n];
+    for (int k = 1, lo = 1, hi = n - 1; k < n; k++) first[k] = k % 2 == 1 ? lo++ : hi--;
+    int shift = round % n;
+    boolean reverse = n % 2 == 1 && (round / n) % 2 == 1;
+    int[] order = new int[n];
+    for (int k = 0; k < n; k++) order[reverse ? n - 1 - k : k] = (first[k] + shift) % n;
+    return order;
+  }
+
+  /** Fails unless every ordered pair is side by side exactly once per full cycle of rounds. */
+  static void checkBalanced(int n) {
+    int rounds = n % 2 == 0 ? n : 2 * n;
+    int[][] seen = new int[n][n];
+    for (int r = 0; r < rounds; r++) {
+      int[] o = balancedOrder(n, r);
+      if (Arrays.stream(o).distinct().count() != n) throw new IllegalStateException("round " + r + " is not an order: " + Arrays.toString(o));
+      for (int k = 1; k < n; k++) seen[o[k - 1]][o[k]]++;
+    }
+    for (int a = 0; a < n; a++) {
+      for (int b = 0; b < n; b++) {
+        if (a != b && seen[a][b] != (n % 2 == 0 ? 1 : 2)) throw new IllegalStateException(a + " before " + b + ": " + seen[a][b] + " times");
+      }
     }
   }
 
