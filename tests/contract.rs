@@ -137,6 +137,38 @@ fn decodes_a_hand_built_buffer_per_contract_md() {
     assert_eq!(encode(&s), b.0);
 }
 
+/// A writer that keeps its string table between snapshots (the Java sink's `ContractWriter`)
+/// sends strings no metric refers to any more, in the order earlier snapshots first used them:
+/// the snapshot means the same, and the exporter maps it the same and reuses that mapping.
+#[test]
+fn a_kept_table_with_unused_strings_means_the_same() {
+    let fresh = |v: i64| {
+        let mut b = Buf::header(1_000, &["ns", "c", "step", "a"]);
+        b.u32(2);
+        b.metric_head(1, 1).i64(v);
+        b.metric_head(4, 1).u32(1).u32(3);
+        b
+    };
+    // "gone" and "old" were used by earlier snapshots; "a" was first used before "c".
+    let kept = |v: i64| {
+        let mut b = Buf::header(1_000, &["gone", "ns", "a", "c", "old", "step"]);
+        b.u32(2);
+        b.u8(1).u32(1).u32(3).u32(5).u32(0).u8(1).i64(v);
+        b.u8(4).u32(1).u32(3).u32(5).u32(0).u8(1).u32(1).u32(2);
+        b
+    };
+    assert_eq!(decode(&kept(5).0).unwrap(), decode(&fresh(5).0).unwrap());
+    let cfg = naming_cfg(beam_prometheus::naming::Selection::Attempted);
+    let (mut a, mut b) = (beam_prometheus::reuse::MappingCache::default(), beam_prometheus::reuse::MappingCache::default());
+    for (i, v) in [5, 6, 7].into_iter().enumerate() {
+        let (_, reused) = a.update(&kept(v).0, &cfg, |_| ()).unwrap();
+        b.update(&fresh(v).0, &cfg, |_| ()).unwrap();
+        assert_eq!(reused, i > 0, "push {}", i);
+        assert_eq!(a.remote_write_bodies(1_000, 500, false), b.remote_write_bodies(1_000, 500, false), "push {}", i);
+        assert_eq!(a.pushgateway_protobuf(&["job"]), b.pushgateway_protobuf(&["job"]), "push {}", i);
+    }
+}
+
 #[test]
 fn malformed_buffers_are_errors() {
     let ok_head = || {

@@ -2,9 +2,7 @@ package io.beamprometheus;
 
 import java.nio.charset.StandardCharsets;
 import java.util.Arrays;
-import java.util.HashMap;
 import java.util.List;
-import java.util.Map;
 
 /**
  * Writes the primitives of the binary contract (CONTRACT.md): big-endian integers and a string
@@ -55,18 +53,85 @@ final class ContractWriter {
     }
   }
 
+  /**
+   * String to table index, open addressing over flat arrays. Not HashMap: the lookup is most of
+   * the encoding, and a HashMap's nodes and boxed indices, scattered over the heap once the
+   * collector has moved them, made a kept table slower than a fresh one at 100k series.
+   */
+  private static final class Index {
+    private String[] keys = new String[1024];
+    private int[] hashes = new int[1024];
+    private int[] ids = new int[1024];
+    private int size;
+
+    private static int slot(int hash, int mask) {
+      return (hash * 0x9E3779B9) >>> 8 & mask;
+    }
+
+    /** The index of {@code s}, or -1. */
+    int get(String s) {
+      int h = s.hashCode();
+      int mask = keys.length - 1;
+      for (int i = slot(h, mask); ; i = (i + 1) & mask) {
+        String k = keys[i];
+        if (k == null) {
+          return -1;
+        }
+        if (k == s || (hashes[i] == h && k.equals(s))) {
+          return ids[i];
+        }
+      }
+    }
+
+    /** Adds {@code s}, which {@link #get} did not find. */
+    void put(String s, int id) {
+      if (2 * (size + 1) > keys.length) {
+        String[] oldKeys = keys;
+        int[] oldIds = ids;
+        keys = new String[oldKeys.length * 2];
+        hashes = new int[keys.length];
+        ids = new int[keys.length];
+        size = 0;
+        for (int i = 0; i < oldKeys.length; i++) {
+          if (oldKeys[i] != null) {
+            put(oldKeys[i], oldIds[i]);
+          }
+        }
+      }
+      int h = s.hashCode();
+      int mask = keys.length - 1;
+      int i = slot(h, mask);
+      while (keys[i] != null) {
+        i = (i + 1) & mask;
+      }
+      keys[i] = s;
+      hashes[i] = h;
+      ids[i] = id;
+      size++;
+    }
+
+    void clear() {
+      Arrays.fill(keys, null);
+      size = 0;
+    }
+  }
+
   private final Buf body;
-  private final Map<String, Integer> index = new HashMap<>();
+  private final Index index = new Index();
   private final Buf table = new Buf(1024);
   private int strings;
+  /** Per string, the last snapshot that used it; {@code live}: how many this snapshot used. */
+  private int[] lastUse = new int[256];
+  private int epoch;
+  private int live;
 
   ContractWriter() {
     this(0);
   }
 
   /**
-   * {@code expectedBytes}: about the size of the snapshot (the previous one's), so a large body is
-   * not regrown and copied a dozen times.
+   * {@code expectedBytes}: about the size of the snapshot, so a large body is not regrown and
+   * copied a dozen times.
    */
   ContractWriter(int expectedBytes) {
     body = new Buf(Math.max(4096, expectedBytes));
@@ -89,22 +154,45 @@ final class ContractWriter {
     i64(Double.doubleToRawLongBits(v));
   }
 
+  /** Starts a snapshot: an empty body (also after an encoding that failed half-way). */
+  void begin() {
+    body.count = 0;
+    epoch++;
+    live = 0;
+  }
+
   /** A reference into the string table; the string is added on first use. */
   void ref(String s) {
-    Integer i = index.get(s);
-    if (i == null) {
+    int i = index.get(s);
+    if (i < 0) {
       i = strings++;
       index.put(s, i);
       byte[] b = s.getBytes(StandardCharsets.UTF_8);
       table.u32(b.length);
       table.bytes(b);
+      if (i == lastUse.length) {
+        lastUse = Arrays.copyOf(lastUse, i * 2);
+      }
+      lastUse[i] = epoch;
+      live++;
+    } else if (lastUse[i] != epoch) {
+      lastUse[i] = epoch;
+      live++;
     }
     body.u32(i);
   }
 
-  /** The snapshot: magic, time, the string table, then the body. */
+  /**
+   * The snapshot: magic, time, the string table, then the body. The writer is then ready for the
+   * next snapshot of the same source, with its string table kept: a runner reports the same
+   * metrics every period, from the same {@code MetricName} and step strings, so each is found by
+   * identity and nothing is added, and the table, part of the structure the exporter compares,
+   * stays the same. The table starts afresh after a snapshot that used less than half of it
+   * (metrics that come and go): a snapshot carries at most twice the strings the previous one
+   * used, plus 64, plus those it adds.
+   */
   byte[] snapshot(long timeMillis) {
-    Buf out = new Buf(body.count + table.count + 16);
+    Buf out = new Buf(16 + table.count + body.count);
     out.u8('B');
     out.u8('P');
     out.u8('M');
@@ -114,8 +202,12 @@ final class ContractWriter {
     out.u32(strings);
     table.appendTo(out);
     body.appendTo(out);
-    // Sized exactly above, so this is the array itself.
-    return out.count == out.buf.length ? out.buf : Arrays.copyOf(out.buf, out.count);
+    if (strings > 2 * live + 64) {
+      index.clear();
+      table.count = 0;
+      strings = 0;
+    }
+    return out.buf;
   }
 
   /** Options as (name, value) pairs: {@code u32 count}, then length-prefixed UTF-8 strings. */

@@ -119,8 +119,8 @@ final class FlinkBeamMetrics {
     return !live.isEmpty();
   }
 
-  /** The previous snapshot's length: the next one's buffer is sized from it, not regrown. */
-  private volatile int lastSnapshotBytes;
+  /** Encodes the snapshots, its buffer and string table kept between them. */
+  private final ContractWriter writer = new ContractWriter();
 
   /** Current values summed over subtasks, finished ones included, as a contract snapshot. */
   byte[] snapshot(long nowMillis) {
@@ -132,7 +132,8 @@ final class FlinkBeamMetrics {
       read(e, values.computeIfAbsent(e.key(), k -> new Value()));
     }
     List<String> order = new ArrayList<>(values.keySet());
-    ContractWriter w = new ContractWriter(lastSnapshotBytes);
+    ContractWriter w = writer;
+    w.begin();
     w.u32(order.size());
     for (String k : order) {
       String[] parts = k.split("\u0000", -1);
@@ -156,9 +157,7 @@ final class FlinkBeamMetrics {
         w.i64(v.gaugeMillis < 0 ? 0 : v.gaugeMillis);
       }
     }
-    byte[] out = w.snapshot(nowMillis);
-    lastSnapshotBytes = out.length;
-    return out;
+    return w.snapshot(nowMillis);
   }
 
   /** Adds one subtask's current value into {@code into}. */

@@ -32,8 +32,8 @@ public final class PrometheusMetricsPoller implements AutoCloseable {
   private static final Logger LOG = LoggerFactory.getLogger(PrometheusMetricsPoller.class);
   private final PipelineResult result;
   private final long handle;
-  /** The previous snapshot's size: the next is encoded into a buffer of that size. */
-  private volatile int lastSnapshotBytes;
+  /** Encodes this poller's snapshots, its buffer and string table kept between them. */
+  private final ContractWriter writer = new ContractWriter();
   /** The pipeline's id ({@code PipelineOptions.getOptionsId()}), as its sink would send. */
   private final long pipeline;
   private final ScheduledExecutorService scheduler;
@@ -144,9 +144,7 @@ public final class PrometheusMetricsPoller implements AutoCloseable {
       if (handle == 0 || finished) {
         return;
       }
-      byte[] snapshot = SnapshotEncoder.encode(query(), System.currentTimeMillis(), lastSnapshotBytes);
-      lastSnapshotBytes = snapshot.length;
-      NativeExporter.export(handle, pipeline, snapshot);
+      NativeExporter.export(handle, pipeline, SnapshotEncoder.encode(writer, query(), System.currentTimeMillis()));
     }
   }
 
@@ -176,7 +174,7 @@ public final class PrometheusMetricsPoller implements AutoCloseable {
       }
       r = query();
     }
-    NativeExporter.export(handle, pipeline, SnapshotEncoder.encode(r, System.currentTimeMillis(), lastSnapshotBytes));
+    NativeExporter.export(handle, pipeline, SnapshotEncoder.encode(writer, r, System.currentTimeMillis()));
   }
 
   /**

@@ -27,8 +27,8 @@ public class PrometheusMetricsSink implements MetricsSink, AutoCloseable {
   private final boolean disabled;
   private boolean closed;
   private long lastWrite;
-  /** The previous snapshot's size: the next is encoded into a buffer of that size. */
-  private volatile int lastSnapshotBytes;
+  /** Encodes this sink's snapshots, its buffer and string table kept between them. */
+  private final ContractWriter writer = new ContractWriter();
   private ScheduledFuture<?> watch;
   /** Built once its pipeline had ended (attached Flink): its id in FirstPushes, else 0. */
   private final long firstPushDue;
@@ -132,9 +132,7 @@ public class PrometheusMetricsSink implements MetricsSink, AutoCloseable {
       }
       // Taken after acquire: a new exporter's samples come after the staleness markers of the
       // one it replaced (acquire waits for that close), which Prometheus would otherwise reject.
-      byte[] snapshot = SnapshotEncoder.encode(metricQueryResults, System.currentTimeMillis(), lastSnapshotBytes);
-      lastSnapshotBytes = snapshot.length;
-      NativeExporter.export(h, pipeline, snapshot);
+      NativeExporter.export(h, pipeline, SnapshotEncoder.encode(writer, metricQueryResults, System.currentTimeMillis()));
     } finally {
       // Also when it failed: a poller or the exit hook waiting for this push stops waiting.
       FirstPushes.done(firstPushDue);

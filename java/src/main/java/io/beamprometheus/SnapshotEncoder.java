@@ -31,40 +31,43 @@ public final class SnapshotEncoder {
 
   private SnapshotEncoder() {}
 
+  /** One snapshot on its own (tests, vectors): its string table in first-use order. */
   public static byte[] encode(MetricQueryResults results, long timeMillis) {
-    return encode(results, timeMillis, 0);
+    return encode(new ContractWriter(), results, timeMillis);
   }
 
   /**
-   * {@code expectedBytes}: the size the snapshot is likely to have (the previous one's length:
-   * runners report the same metrics every period), to size the buffer once.
+   * The next snapshot of the source {@code w} writes for (a sink, a poller), with the string table
+   * it kept from the previous ones (see {@link ContractWriter#snapshot}).
    */
-  public static byte[] encode(MetricQueryResults results, long timeMillis, int expectedBytes) {
-    ContractWriter w = new ContractWriter(expectedBytes);
-    Iterable<MetricResult<Object>> stringSets = BeamApi.results(BeamApi.STRING_SETS, results);
-    Iterable<MetricResult<Object>> boundedTries = BeamApi.results(BeamApi.BOUNDED_TRIES, results);
-    Iterable<MetricResult<Object>> histograms = BeamApi.results(BeamApi.HISTOGRAMS, results);
-    int count =
-        size(results.getCounters())
-            + size(results.getDistributions())
-            + size(results.getGauges())
-            + size(stringSets)
-            + size(boundedTries)
-            + size(histograms);
-    w.u32(count);
-    metrics(w, COUNTER, results.getCounters(), (out, v) -> out.i64(v));
-    metrics(w, DISTRIBUTION, results.getDistributions(), SnapshotEncoder::distribution);
-    metrics(w, GAUGE, results.getGauges(), SnapshotEncoder::gauge);
-    if (BeamApi.STRING_SETS != null) {
-      metrics(w, STRING_SET, stringSets, StringSets.WRITER);
+  static byte[] encode(ContractWriter w, MetricQueryResults results, long timeMillis) {
+    synchronized (w) {
+      w.begin();
+      Iterable<MetricResult<Object>> stringSets = BeamApi.results(BeamApi.STRING_SETS, results);
+      Iterable<MetricResult<Object>> boundedTries = BeamApi.results(BeamApi.BOUNDED_TRIES, results);
+      Iterable<MetricResult<Object>> histograms = BeamApi.results(BeamApi.HISTOGRAMS, results);
+      int count =
+          size(results.getCounters())
+              + size(results.getDistributions())
+              + size(results.getGauges())
+              + size(stringSets)
+              + size(boundedTries)
+              + size(histograms);
+      w.u32(count);
+      metrics(w, COUNTER, results.getCounters(), (out, v) -> out.i64(v));
+      metrics(w, DISTRIBUTION, results.getDistributions(), SnapshotEncoder::distribution);
+      metrics(w, GAUGE, results.getGauges(), SnapshotEncoder::gauge);
+      if (BeamApi.STRING_SETS != null) {
+        metrics(w, STRING_SET, stringSets, StringSets.WRITER);
+      }
+      if (BeamApi.BOUNDED_TRIES != null) {
+        metrics(w, BOUNDED_TRIE, boundedTries, BoundedTries.WRITER);
+      }
+      if (BeamApi.HISTOGRAMS != null) {
+        metrics(w, HISTOGRAM, histograms, Histograms.WRITER);
+      }
+      return w.snapshot(timeMillis);
     }
-    if (BeamApi.BOUNDED_TRIES != null) {
-      metrics(w, BOUNDED_TRIE, boundedTries, BoundedTries.WRITER);
-    }
-    if (BeamApi.HISTOGRAMS != null) {
-      metrics(w, HISTOGRAM, histograms, Histograms.WRITER);
-    }
-    return w.snapshot(timeMillis);
   }
 
   private static int size(Iterable<?> it) {

@@ -22,4 +22,14 @@ public final class JniProbe {
   public static byte[] encode(org.apache.beam.sdk.metrics.MetricQueryResults results, long timeMillis) {
     return SnapshotEncoder.encode(results, timeMillis);
   }
+
+  /** A writer as a sink keeps one: its buffer and string table kept between snapshots. */
+  public static Object writer() {
+    return new ContractWriter();
+  }
+
+  /** The next snapshot of {@code writer}'s source, as the sink encodes it. */
+  public static byte[] encode(Object writer, org.apache.beam.sdk.metrics.MetricQueryResults results, long timeMillis) {
+    return SnapshotEncoder.encode((ContractWriter) writer, results, timeMillis);
+  }
 }
