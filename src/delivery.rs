@@ -407,10 +407,10 @@ impl Exporter {
                 Target::Pushgateway => {
                     let body = match self.shared.cfg.push_format {
                         PushFormat::Protobuf => c.pushgateway_protobuf(&self.grouping_labels()),
-                        PushFormat::Text => pushgateway::render(c.mapped(), &self.grouping_labels()).into_bytes(),
+                        PushFormat::Text => c.pushgateway_text(&self.grouping_labels()),
                     };
                     let samples = c.mapped().sample_count() as u64;
-                    self.queue_push(lane, Request::Push(Bytes::from(body)), samples);
+                    self.queue_push(lane, Request::Push(body), samples);
                 }
             }
         }

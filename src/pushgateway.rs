@@ -52,12 +52,19 @@ fn type_word(t: FamilyType) -> &'static str {
 /// Renders the families as one text-format body: one block per family, no timestamps (the
 /// gateway rejects them), and without the labels that the grouping key already sets.
 pub fn render(mapped: &Mapped, grouping_labels: &[&str]) -> String {
-    let mut out = String::with_capacity(mapped.sample_count() * 96);
+    let mut out = String::new();
+    render_into(mapped, grouping_labels, &mut out);
+    out
+}
+
+/// `render`, appended to `out` (a buffer kept from an earlier body: `reuse::KeptBody`).
+pub fn render_into(mapped: &Mapped, grouping_labels: &[&str], out: &mut String) {
+    out.reserve(mapped.sample_count() * 96);
     for f in &mapped.families {
         out.push_str("# HELP ");
         out.push_str(&f.name);
         out.push(' ');
-        escape_help(&f.help, &mut out);
+        escape_help(&f.help, out);
         out.push_str("\n# TYPE ");
         out.push_str(&f.name);
         out.push(' ');
@@ -71,18 +78,17 @@ pub fn render(mapped: &Mapped, grouping_labels: &[&str]) -> String {
                 first = false;
                 out.push_str(k);
                 out.push_str("=\"");
-                escape_label_value(v, &mut out);
+                escape_label_value(v, out);
                 out.push('"');
             }
             if !first {
                 out.push('}');
             }
             out.push(' ');
-            write_float(s.value, &mut out);
+            write_float(s.value, out);
             out.push('\n');
         }
     }
-    out
 }
 
 /// The delimited protobuf exposition format (`io.prometheus.client.MetricFamily`, client_model's
@@ -239,6 +245,13 @@ impl PushPlan {
     /// are written first (they are small), so every length is known before the labels, most of
     /// the body, are copied: once, straight into the body.
     pub fn render(&self, values: &[f64]) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.render_into(values, &mut out);
+        out
+    }
+
+    /// `render`, appended to `out` (a buffer kept from an earlier body: `reuse::KeptBody`).
+    pub fn render_into(&self, values: &[f64], out: &mut Vec<u8>) {
         let v = |i: &Option<usize>| i.and_then(|i| values.get(i)).copied().unwrap_or(0.0);
         let metrics: usize = self.families.iter().map(|f| f.metrics.len()).sum();
         let mut vals = Vec::with_capacity(metrics * 12);
@@ -274,23 +287,23 @@ impl PushPlan {
             family_lens.push(len);
         }
         let total: usize = family_lens.iter().map(|&l| pb::encoded_len_varint(l as u64) + l).sum();
-        let mut out = Vec::with_capacity(total);
+        let start = out.len();
+        out.reserve(total);
         let (mut at, mut ends) = (0, ends.into_iter());
         for (f, len) in self.families.iter().zip(family_lens) {
-            pb::encode_varint(len as u64, &mut out);
+            pb::encode_varint(len as u64, out);
             out.extend_from_slice(&f.header);
             for (labels, _) in &f.metrics {
                 let end = ends.next().unwrap_or(at);
                 let value = &vals[at..end];
                 at = end;
-                pb::encode_key(4, pb::WireType::LengthDelimited, &mut out);
-                pb::encode_varint((labels.len() + value.len()) as u64, &mut out);
+                pb::encode_key(4, pb::WireType::LengthDelimited, out);
+                pb::encode_varint((labels.len() + value.len()) as u64, out);
                 out.extend_from_slice(labels);
                 out.extend_from_slice(value);
             }
         }
-        debug_assert_eq!(out.len(), total);
-        out
+        debug_assert_eq!(out.len() - start, total);
     }
 }
 

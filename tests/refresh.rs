@@ -251,3 +251,56 @@ fn update_reuses_exactly_when_the_structure_repeats() {
     assert!(!cache.update(&a(8), &cfg, |_| ()).unwrap().1);
     assert!(cache.update(&a(9), &cfg, |_| ()).unwrap().1);
 }
+
+/// Each Pushgateway body is written over the previous one once no request holds it any more
+/// (`reuse::KeptBody`), and into a buffer of its own while one does: the bytes are always a
+/// fresh render's, whatever the structure and the format did meanwhile.
+#[test]
+fn pushgateway_bodies_over_the_kept_one_equal_fresh_renders() {
+    use beam_prometheus::pushgateway::{render, render_protobuf};
+    use beam_prometheus::reuse::MappingCache;
+    let cfg = naming_cfg(Selection::Attempted);
+    let g = ["job"];
+    let a = |v: i64| {
+        encode(&snapshot(
+            1,
+            vec![
+                attempted("ns", "c", "s", Value::Counter(v)),
+                attempted("ns", "d", "s", Value::Distribution { sum: v, count: v + 1, min: 1, max: v + 2 }),
+                attempted("ns", "g", "s", Value::Gauge { value: v, timestamp_ms: 9 }),
+            ],
+        ))
+    };
+    let b = |v: i64| encode(&snapshot(2, vec![attempted("ns", "other", "s", Value::Counter(v))]));
+    let mut cache = MappingCache::default();
+    let mut held = Vec::new();
+    let mut last_ptr = None;
+    // (buffer, protobuf or text, hold the body as a queued request would, written over the last
+    // one; None where the body outgrows the kept buffer, which may or may not grow in place)
+    let steps = [
+        (a(1), true, true, Some(false)),
+        (a(2), true, false, Some(false)),
+        (a(3), true, false, Some(true)),
+        (b(1), true, false, Some(true)),
+        (b(2), false, false, None),
+        (a(4), false, true, None),
+        (a(5), true, false, Some(false)),
+        (a(6), true, false, Some(true)),
+    ];
+    for (i, (buf, protobuf, hold, over)) in steps.iter().enumerate() {
+        cache.update(buf, &cfg, |_| ()).unwrap();
+        let m = map(&decode(buf).unwrap(), &cfg);
+        let body = if *protobuf { cache.pushgateway_protobuf(&g) } else { cache.pushgateway_text(&g) };
+        let fresh = if *protobuf { render_protobuf(&m, &g) } else { render(&m, &g).into_bytes() };
+        assert!(body == fresh, "step {}", i);
+        if let Some(over) = over {
+            assert_eq!(last_ptr == Some(body.as_ptr()), *over, "step {}: written over the previous body", i);
+        }
+        last_ptr = Some(body.as_ptr());
+        if *hold {
+            held.push(body);
+        } else {
+            held.clear();
+        }
+    }
+}
