@@ -277,7 +277,7 @@ public final class Bench {
         }
       }
       checkBalanced(impls.size());
-      int reps = Integer.parseInt(System.getenv().getOrDefault("BENCH_WHOLE_REPS", n >= 10_000 ? "16" : "24"));
+      int reps = Integer.parseInt(System.getenv().getOrDefault("BENCH_WHOLE_REPS", n >= 100_000 ? "16" : n >= 10_000 ? "32" : "48"));
       for (int rep = 0; rep < reps; rep++) {
         // Interleaved, so drift hits every implementation alike; in the order of a balanced
         // Latin square, so the load a push leaves behind (Prometheus ingesting a remote-write,
