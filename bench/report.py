@@ -14,6 +14,7 @@ go_v2_bytes = {}  # n -> bytes of Go's 2.0 requests
 alloc = {}        # (impl, n) -> bytes
 rss = defaultdict(list)  # who -> [(push, kib)]
 checks = []
+machine = []      # [phase, n, "other_pct=..;steal_pct=..;own_pct=.."]
 for line in open(path, encoding="utf-8"):
     f = line.rstrip("\n").split("\t")
     if f[0] == "result":
@@ -34,6 +35,8 @@ for line in open(path, encoding="utf-8"):
         rss[f[1]].append((int(f[3]), int(f[4])))
     elif f[0] == "check":
         checks.append(f)
+    elif f[0] == "machine":
+        machine.append(f)
 
 sizes = sorted({n for (_, _, n) in res})
 
@@ -284,6 +287,19 @@ for who in ("jvm", "rust"):
         flat = max(tail) <= first_half_max + 1024  # no growth beyond the first half's peak (1 MiB slack)
         p(f"| native memory flat over {pts[-1][0]} pushes ({'JVM, glibc mmap threshold fixed' if who == 'jvm' else 'native-only process'}) | "
           f"first {pts[0][1] / 1024:.0f} MiB, last {pts[-1][1] / 1024:.0f} MiB, peak of first half {first_half_max / 1024:.0f} MiB, of second half {max(tail) / 1024:.0f} MiB | {'yes' if flat else 'no'} |")
+p("")
+p("### The machine during the Rust encode phase")
+p("")
+p("Shares of both cores' time while each size's figures of tables 1a–1c were taken (/proc/stat): "
+  "the bench itself, other processes, and time the hypervisor took (steal). The two-thread figures "
+  "(from 4,096 metrics or series) need the second core: they are only as good as it was free.")
+p("")
+p("| series | this bench | other processes | steal |")
+p("|---:|---:|---:|---:|")
+for m in machine:
+    kv = dict(x.split("=") for x in m[3].split(";") if "=" in x)
+    if kv:
+        p(f"| {int(m[2]):,} | {kv.get('own_pct', '?')}% | {kv.get('other_pct', '?')}% | {kv.get('steal_pct', '?')}% |")
 p("")
 p("### Equivalence checks")
 p("")

@@ -107,6 +107,43 @@ fn report(impl_: &str, op: &str, n: usize, t: &Timing, extra: &str) {
     println!("result\t{}\t{}\t{}\t{:.0}\t{:.0}\t{:.0}\t{}\t{}", impl_, op, n, t.median_ns, t.p25_ns, t.p75_ns, t.samples, extra);
 }
 
+/// The machine's CPU time over a phase, from /proc/stat and /proc/self/stat (Linux): how much
+/// of it went to other processes and to the hypervisor (steal), so a figure taken while the
+/// second core was not ours to use shows as such. Two-thread figures depend on that core.
+struct CpuShare {
+    total: u64,
+    busy: u64,
+    steal: u64,
+    own: u64,
+}
+
+impl CpuShare {
+    fn now() -> Option<CpuShare> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let cpu: Vec<u64> = stat.lines().next()?.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+        // user nice system idle iowait irq softirq steal (guest time is inside user)
+        let total: u64 = cpu.iter().take(8).sum();
+        let idle = cpu.get(3)? + cpu.get(4)?;
+        let own_stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        // Fields after the command name, which ends with the last ')': utime is the 12th, stime the 13th.
+        let after: Vec<&str> = own_stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let own = after.get(11)?.parse::<u64>().ok()? + after.get(12)?.parse::<u64>().ok()?;
+        Some(CpuShare { total, busy: total - idle - cpu.get(7)?, steal: *cpu.get(7)?, own })
+    }
+
+    /// `other_pct=…;steal_pct=…;own_pct=…`: shares of all cores' time since `self`.
+    fn since(&self) -> String {
+        match CpuShare::now() {
+            Some(b) if b.total > self.total => {
+                let t = (b.total - self.total) as f64 / 100.0;
+                let other = (b.busy - self.busy).saturating_sub(b.own - self.own) as f64;
+                format!("other_pct={:.1};steal_pct={:.1};own_pct={:.1}", other / t, (b.steal - self.steal) as f64 / t, (b.own - self.own) as f64 / t)
+            }
+            _ => "unavailable".into(),
+        }
+    }
+}
+
 fn per_sample(n: usize) -> usize {
     (10_000 / n).max(1)
 }
@@ -116,6 +153,7 @@ fn encode_mode(out: &Path, sizes: &[usize], samples: usize) {
     std::fs::create_dir_all(&enc).unwrap();
     let cfg = naming_cfg();
     for &n in sizes {
+        let cpu = CpuShare::now();
         let (bytes, snap) = read_snapshot(out, n);
         let k = per_sample(n);
         let t = snap.time_ms;
@@ -222,6 +260,9 @@ fn encode_mode(out: &Path, sizes: &[usize], samples: usize) {
         });
         report("rust", "exporter_export_bytes", n, &m, &info);
         exporter.close(Duration::from_millis(0));
+        if let Some(c) = &cpu {
+            println!("machine\tencode\t{}\t{}", n, c.since());
+        }
     }
 }
 
