@@ -56,8 +56,32 @@ ensure_prometheus3() {
   GOBIN="$dir" go install "github.com/prometheus/prometheus/cmd/prometheus@$PROMETHEUS3_VERSION"
 }
 
+# A free port below the kernel's ephemeral range (ip_local_port_range), so no connection a
+# server or test opens meanwhile can take it before its server binds it (port 0 picks one inside
+# the range: a start of the servers once failed on "address already in use"). Distinct ports in
+# one call: free_ports 3.
+free_ports() {
+  python3 - "$1" <<'PY'
+import random, socket, sys
+lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+held = []
+# Port 0 (the kernel's pick) where the ephemeral range leaves too little below it.
+candidates = random.sample(range(10000, lo), lo - 10000) if lo > 11000 else [0] * 1000
+for port in candidates:
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        s.close()
+        continue
+    held.append(s)
+    if len(held) == int(sys.argv[1]):
+        break
+print(" ".join(str(s.getsockname()[1]) for s in held))
+PY
+}
 free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+  free_ports 1
 }
 
 wait_ready() { # url seconds name
@@ -90,7 +114,7 @@ start_servers() {
   trap stop_servers EXIT
   local pp gp vp sp sgp pki
   local p3p p3v1p
-  pp=$(free_port); gp=$(free_port); vp=$(free_port); sp=$(free_port); sgp=$(free_port); p3p=$(free_port); p3v1p=$(free_port)
+  read -r pp gp vp sp sgp p3p p3v1p <<<"$(free_ports 7)"
   pki="$SERVER_DIR/pki"
   make_pki "$pki"
   cat > "$SERVER_DIR/prometheus.yml" <<YML
