@@ -292,14 +292,17 @@ p("### The machine during the Rust encode phase")
 p("")
 p("Shares of both cores' time while each size's figures of tables 1a–1c were taken (/proc/stat): "
   "the bench itself, other processes, and time the hypervisor took (steal). The two-thread figures "
-  "(from 4,096 metrics or series) need the second core: they are only as good as it was free.")
+  "(from 4,096 metrics or series) need the second core. Then, right after: the same fixed integer work "
+  "on two threads against one (1.00: each thread had a core), with a plain thread and with the "
+  "exporter's helper (`parallel::join`, which gives way).")
 p("")
-p("| series | this bench | other processes | steal |")
-p("|---:|---:|---:|---:|")
+p("| series | this bench | other processes | steal | two threads ÷ one | … with `parallel::join` |")
+p("|---:|---:|---:|---:|---:|---:|")
 for m in machine:
     kv = dict(x.split("=") for x in m[3].split(";") if "=" in x)
     if kv:
-        p(f"| {int(m[2]):,} | {kv.get('own_pct', '?')}% | {kv.get('other_pct', '?')}% | {kv.get('steal_pct', '?')}% |")
+        p(f"| {int(m[2]):,} | {kv.get('own_pct', '?')}% | {kv.get('other_pct', '?')}% | {kv.get('steal_pct', '?')}% | "
+          f"{kv.get('two_threads_x', '?')}× | {kv.get('join_x', '?')}× |")
 p("")
 p("### Equivalence checks")
 p("")

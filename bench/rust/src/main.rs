@@ -144,6 +144,45 @@ impl CpuShare {
     }
 }
 
+/// How much a second thread gets of the machine right now: the same fixed integer work on one
+/// thread, then on two at once (each its own), median of 5. About 1 when the two threads have a
+/// core each; near 2 when they share one, which a share of CPU time does not show. With
+/// `exporters_join`, the second thread is the exporter's helper (`parallel::join`, which gives
+/// way): the two-thread figures of tables 1a–1c run on it.
+fn two_thread_slowdown(exporters_join: bool) -> f64 {
+    fn work() -> u64 {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for i in 0..20_000_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x = x.wrapping_add(i);
+        }
+        x
+    }
+    let mut ratios: Vec<f64> = (0..5)
+        .map(|_| {
+            let t = Instant::now();
+            black_box(work());
+            let one = t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            if exporters_join {
+                // The exporter's own way: a helper thread that gives way (`parallel::join`).
+                black_box(beam_prometheus::parallel::join(work, work));
+            } else {
+                std::thread::scope(|s| {
+                    let h = s.spawn(|| black_box(work()));
+                    black_box(work());
+                    h.join().unwrap();
+                });
+            }
+            t.elapsed().as_secs_f64() / one
+        })
+        .collect();
+    ratios.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    ratios[2]
+}
+
 fn per_sample(n: usize) -> usize {
     (10_000 / n).max(1)
 }
@@ -261,7 +300,7 @@ fn encode_mode(out: &Path, sizes: &[usize], samples: usize) {
         report("rust", "exporter_export_bytes", n, &m, &info);
         exporter.close(Duration::from_millis(0));
         if let Some(c) = &cpu {
-            println!("machine\tencode\t{}\t{}", n, c.since());
+            println!("machine\tencode\t{}\t{};two_threads_x={:.2};join_x={:.2}", n, c.since(), two_thread_slowdown(false), two_thread_slowdown(true));
         }
     }
 }
