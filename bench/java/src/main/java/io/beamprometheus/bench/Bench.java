@@ -287,6 +287,8 @@ public final class Bench {
       }
       for (Impl i : impls) {
         report(i.name, "whole_call", n, stats(unbox(i.times)), info);
+        // Every timed call in round order, for a closer look than the median (bench/out/results.tsv).
+        System.out.printf("times\t%s\t%d\t%s%n", i.name, n, i.times.stream().map(t -> String.format("%.2f", t / 1e6)).collect(java.util.stream.Collectors.joining(",")));
         System.out.printf("alloc\t%s\t%d\t%.0f%n", i.name, n, stats(unbox(i.allocs)).median);
       }
       jni(n, r, info);
