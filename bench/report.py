@@ -292,9 +292,9 @@ p("### The machine during the Rust encode phase")
 p("")
 p("Shares of both cores' time while each size's figures of tables 1a–1c were taken (/proc/stat): "
   "the bench itself, other processes, and time the hypervisor took (steal). The two-thread figures "
-  "(from 4,096 metrics or series) need the second core. Then, right after: the same fixed integer work "
-  "on two threads against one (1.00: each thread had a core), with a plain thread and with the "
-  "exporter's helper (`parallel::join`, which gives way).")
+  "(from 4,096 metrics or series) need the second core. Then, right after: the same fixed work (reads "
+  "through a random cycle over 2 MiB) on two threads against one (1.00: each thread had a core and its "
+  "caches), with a plain thread and with the exporter's helper (`parallel::join`, which gives way).")
 p("")
 p("| series | this bench | other processes | steal | two threads ÷ one | … with `parallel::join` |")
 p("|---:|---:|---:|---:|---:|---:|")

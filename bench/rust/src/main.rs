@@ -144,21 +144,31 @@ impl CpuShare {
     }
 }
 
-/// How much a second thread gets of the machine right now: the same fixed integer work on one
-/// thread, then on two at once (each its own), median of 5. About 1 when the two threads have a
-/// core each; near 2 when they share one, which a share of CPU time does not show. With
+/// How much a second thread gets of the machine right now: the same fixed work (reads through
+/// a random cycle over 2 MiB) on one thread, then on two at once (each its own), median of 5.
+/// About 1 when the two threads have a core and its caches each; well above when they share
+/// them, which a share of CPU time does not show. With
 /// `exporters_join`, the second thread is the exporter's helper (`parallel::join`, which gives
 /// way): the two-thread figures of tables 1a–1c run on it.
 fn two_thread_slowdown(exporters_join: bool) -> f64 {
+    // Dependent reads through a random cycle over 2 MiB: a core's own caches hold it, two
+    // threads sharing one core's caches (SMT siblings) do not.
     fn work() -> u64 {
+        const N: usize = 1 << 19;
+        let mut next: Vec<u32> = (0..N as u32).collect();
         let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        for i in 0..20_000_000u64 {
+        // Sattolo's shuffle: one cycle through every slot.
+        for i in (1..N).rev() {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            x = x.wrapping_add(i);
+            next.swap(i, (x % i as u64) as usize);
         }
-        x
+        let mut at = 0u32;
+        for _ in 0..4_000_000 {
+            at = next[at as usize];
+        }
+        at as u64
     }
     let mut ratios: Vec<f64> = (0..5)
         .map(|_| {
@@ -585,6 +595,7 @@ fn main() {
             }
         }
         "rss" => rss_mode(&out, args[3].parse().expect(usage), args[4].parse().expect(usage), &args[5], &args[6]),
+        "machine" => println!("machine\tnow\t0\ttwo_threads_x={:.2};join_x={:.2}", two_thread_slowdown(false), two_thread_slowdown(true)),
         "profile" => profile_mode(&out, args[3].parse().expect(usage), args[4].parse().expect(usage), &args[5]),
         _ => {
             eprintln!("{}", usage);
