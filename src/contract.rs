@@ -300,7 +300,8 @@ fn value(r: &mut Reader<'_>, kind: u8, strings: &[&str]) -> Result<Value, Decode
     })
 }
 
-/// Encodes a snapshot exactly as the Java side does (strings interned in first-use order).
+/// Encodes a snapshot exactly as the Java side encodes one on its own (strings interned in
+/// first-use order; a writer the Java side keeps may also carry earlier snapshots' strings).
 /// The exporter encodes the union of several pipelines' snapshots with it (pipelines.rs); tests,
 /// vectors and benchmarks use it too.
 pub fn encode(s: &Snapshot) -> Vec<u8> {

@@ -77,7 +77,9 @@ start_flink_cluster() {
   mkdir -p "$d/conf" "$d/tmp"
   # Our jar sits in the cluster's classpath, as in a distribution's lib/, for the reporter.
   cp="$(cat java/build/main-jar.txt):$(cat java/build/flink-classpath.txt)"
-  rpc=$(free_port); rest=$(free_port)
+  local ports
+  ports=$(free_ports 2) || return 1
+  read -r rpc rest <<<"$ports"
   cat > "$d/conf/flink-conf.yaml" <<YML
 jobmanager.rpc.address: 127.0.0.1
 jobmanager.rpc.port: $rpc
@@ -147,17 +149,19 @@ start_spark_cluster() {
     case "$f" in *.jar) ln -sf "$f" "$d/home/jars/$(basename "$f")" ;; esac
   done
   unset IFS
-  port=$(free_port)
+  local ports master_ui worker_ui
+  ports=$(free_ports 3) || return 1
+  read -r port master_ui worker_ui <<<"$ports"
   # SPARK_SCALA_VERSION: the launcher that builds executor command lines looks for a source
   # build without it.
   export SPARK_SCALA_VERSION=2.12 SPARK_HOME="$d/home" SPARK_LOCAL_IP=127.0.0.1 SPARK_LOCAL_DIRS="$d/work" SPARK_CONF_DIR="$d/conf"
   java "${JDK_OPENS[@]}" -Xmx512m -cp "$d/home/jars/*" org.apache.spark.deploy.master.Master \
-    --host 127.0.0.1 --port "$port" --webui-port "$(free_port)" >"$d/master.log" 2>&1 &
+    --host 127.0.0.1 --port "$port" --webui-port "$master_ui" >"$d/master.log" 2>&1 &
   CLUSTER_PIDS+=($!)
   wait_port_log "$d/master.log" "I have been elected leader" 90 spark-master
   java "${JDK_OPENS[@]}" -Xmx512m -cp "$d/home/jars/*" -Dspark.worker.ui.port=0 \
     org.apache.spark.deploy.worker.Worker --host 127.0.0.1 --cores 2 --memory 1500m \
-    --work-dir "$d/work" --webui-port "$(free_port)" "spark://127.0.0.1:$port" >"$d/worker.log" 2>&1 &
+    --work-dir "$d/work" --webui-port "$worker_ui" "spark://127.0.0.1:$port" >"$d/worker.log" 2>&1 &
   CLUSTER_PIDS+=($!)
   wait_port_log "$d/worker.log" "Successfully registered with master" 90 spark-worker
   export BEAMPROM_SPARK_MASTER="spark://127.0.0.1:$port"

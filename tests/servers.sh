@@ -77,6 +77,8 @@ for port in candidates:
     held.append(s)
     if len(held) == int(sys.argv[1]):
         break
+if len(held) < int(sys.argv[1]):
+    sys.exit("free_ports: found %d free ports of %s" % (len(held), sys.argv[1]))
 print(" ".join(str(s.getsockname()[1]) for s in held))
 PY
 }
@@ -114,7 +116,9 @@ start_servers() {
   trap stop_servers EXIT
   local pp gp vp sp sgp pki
   local p3p p3v1p
-  read -r pp gp vp sp sgp p3p p3v1p <<<"$(free_ports 7)"
+  local ports
+  ports=$(free_ports 7) || return 1
+  read -r pp gp vp sp sgp p3p p3v1p <<<"$ports"
   pki="$SERVER_DIR/pki"
   make_pki "$pki"
   cat > "$SERVER_DIR/prometheus.yml" <<YML

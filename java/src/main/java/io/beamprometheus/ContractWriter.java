@@ -64,8 +64,9 @@ final class ContractWriter {
     private int[] ids = new int[1024];
     private int size;
 
+    /** Fibonacci hashing: the product's top bits, as many as the table has index bits. */
     private static int slot(int hash, int mask) {
-      return (hash * 0x9E3779B9) >>> 8 & mask;
+      return (hash * 0x9E3779B9) >>> (32 - Integer.bitCount(mask)) & mask;
     }
 
     /** The index of {@code s}, or -1. */
@@ -88,9 +89,13 @@ final class ContractWriter {
       if (2 * (size + 1) > keys.length) {
         String[] oldKeys = keys;
         int[] oldIds = ids;
-        keys = new String[oldKeys.length * 2];
-        hashes = new int[keys.length];
-        ids = new int[keys.length];
+        // All three allocated before any is replaced: a failed allocation leaves the index whole.
+        String[] newKeys = new String[oldKeys.length * 2];
+        int[] newHashes = new int[newKeys.length];
+        int[] newIds = new int[newKeys.length];
+        keys = newKeys;
+        hashes = newHashes;
+        ids = newIds;
         size = 0;
         for (int i = 0; i < oldKeys.length; i++) {
           if (oldKeys[i] != null) {
@@ -126,15 +131,7 @@ final class ContractWriter {
   private int live;
 
   ContractWriter() {
-    this(0);
-  }
-
-  /**
-   * {@code expectedBytes}: about the size of the snapshot, so a large body is not regrown and
-   * copied a dozen times.
-   */
-  ContractWriter(int expectedBytes) {
-    body = new Buf(Math.max(4096, expectedBytes));
+    body = new Buf(4096);
   }
 
   void u8(int v) {
@@ -165,14 +162,23 @@ final class ContractWriter {
   void ref(String s) {
     int i = index.get(s);
     if (i < 0) {
-      i = strings++;
-      index.put(s, i);
+      // Everything that can fail (an OutOfMemoryError) before the string counts: a writer kept
+      // for the life of a sink must never hold a count its table does not.
       byte[] b = s.getBytes(StandardCharsets.UTF_8);
-      table.u32(b.length);
-      table.bytes(b);
-      if (i == lastUse.length) {
-        lastUse = Arrays.copyOf(lastUse, i * 2);
+      if (strings == lastUse.length) {
+        lastUse = Arrays.copyOf(lastUse, strings * 2);
       }
+      int mark = table.count;
+      try {
+        table.u32(b.length);
+        table.bytes(b);
+        index.put(s, strings);
+      } catch (Throwable t) {
+        table.count = mark;
+        clear();
+        throw t;
+      }
+      i = strings++;
       lastUse[i] = epoch;
       live++;
     } else if (lastUse[i] != epoch) {
@@ -185,11 +191,12 @@ final class ContractWriter {
   /**
    * The snapshot: magic, time, the string table, then the body. The writer is then ready for the
    * next snapshot of the same source, with its string table kept: a runner reports the same
-   * metrics every period, from the same {@code MetricName} and step strings, so each is found by
-   * identity and nothing is added, and the table, part of the structure the exporter compares,
-   * stays the same. The table starts afresh after a snapshot that used less than half of it
-   * (metrics that come and go): a snapshot carries at most twice the strings the previous one
-   * used, plus 64, plus those it adds.
+   * metrics every period, so nothing is added, and the table, part of the structure the exporter
+   * compares, stays the same; where the runner hands over the same {@code MetricName} and step
+   * strings (the sink's runners), each is found by identity, without comparing characters. The
+   * table starts afresh after a snapshot when it holds more than twice the strings that snapshot
+   * used, plus 64 (metrics that come and go), so a snapshot carries at most that many plus those
+   * it adds.
    */
   byte[] snapshot(long timeMillis) {
     Buf out = new Buf(16 + table.count + body.count);
@@ -203,11 +210,16 @@ final class ContractWriter {
     table.appendTo(out);
     body.appendTo(out);
     if (strings > 2 * live + 64) {
-      index.clear();
-      table.count = 0;
-      strings = 0;
+      clear();
     }
     return out.buf;
+  }
+
+  /** An empty string table. */
+  private void clear() {
+    index.clear();
+    table.count = 0;
+    strings = 0;
   }
 
   /** Options as (name, value) pairs: {@code u32 count}, then length-prefixed UTF-8 strings. */

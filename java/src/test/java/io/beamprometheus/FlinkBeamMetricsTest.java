@@ -87,7 +87,7 @@ public class FlinkBeamMetricsTest {
             Collections.emptyList(),
             Collections.emptyList());
     assertArrayEquals(SnapshotEncoder.encode(expected, 5000), m.snapshot(5000));
-    // The next snapshot's buffer is sized from this one's: the same bytes again.
+    // The next snapshot, from the writer kept with its string table: the same bytes again.
     assertArrayEquals(SnapshotEncoder.encode(expected, 5000), m.snapshot(5000));
   }
 

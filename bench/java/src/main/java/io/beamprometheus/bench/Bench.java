@@ -278,17 +278,22 @@ public final class Bench {
       }
       checkBalanced(impls.size());
       int reps = Integer.parseInt(System.getenv().getOrDefault("BENCH_WHOLE_REPS", n >= 100_000 ? "16" : n >= 10_000 ? "32" : "48"));
+      // Between rounds, a pause (untimed) that lets the servers settle: the first call of a round
+      // follows that pause, not the previous round's last call. Each implementation is first
+      // once per cycle, so each gets the pause once, as each gets every other one.
+      long pauseMillis = n >= 100_000 ? 1000 : n >= 10_000 ? 250 : 100;
       for (int rep = 0; rep < reps; rep++) {
         // Interleaved, so drift hits every implementation alike; in the order of a balanced
         // Latin square, so the load a push leaves behind (Prometheus ingesting a remote-write,
         // the gateway's scrape, the JVM's garbage) falls on every implementation alike: each
         // follows each other one once in every impls.size() rounds.
+        Thread.sleep(pauseMillis);
         for (int k : balancedOrder(impls.size(), rep)) impls.get(k).once(true);
       }
       for (Impl i : impls) {
         report(i.name, "whole_call", n, stats(unbox(i.times)), info);
         // Every timed call in round order, for a closer look than the median (bench/out/results.tsv).
-        System.out.printf("times\t%s\t%d\t%s%n", i.name, n, i.times.stream().map(t -> String.format("%.2f", t / 1e6)).collect(java.util.stream.Collectors.joining(",")));
+        System.out.printf("times\t%s\t%d\t%s%n", i.name, n, i.times.stream().map(t -> String.format(java.util.Locale.ROOT, "%.2f", t / 1e6)).collect(java.util.stream.Collectors.joining(",")));
         System.out.printf("alloc\t%s\t%d\t%.0f%n", i.name, n, stats(unbox(i.allocs)).median);
       }
       jni(n, r, info);
@@ -299,7 +304,8 @@ public final class Bench {
    * Round {@code round} of a Williams design: a Latin square whose rows (for an even {@code n};
    * for an odd one, the rows and their reverses) put every ordered pair side by side exactly once.
    * Shifting one order's start each round would not: the same implementation would still come
-   * before each one, but at the wrap.
+   * before each one, but at the wrap. Across rounds, the last of one and the first of the next
+   * are not balanced: a pause between rounds stands between them (see server()).
    */
   static int[] balancedOrder(int n, int round) {
     int[] first = new int[n];
