@@ -144,6 +144,11 @@ pub fn render_protobuf(mapped: &Mapped, grouping_labels: &[&str]) -> Vec<u8> {
 #[derive(Debug, Default)]
 pub struct PushPlan {
     families: Vec<PlanFamily>,
+    /// `render_into`'s working buffers (every metric's value message and where it ends, every
+    /// family's length), kept: each push of a large mapping would otherwise allocate them anew.
+    vals: Vec<u8>,
+    ends: Vec<usize>,
+    family_lens: Vec<usize>,
 }
 
 #[derive(Debug)]
@@ -244,32 +249,32 @@ impl PushPlan {
     /// The body, `values` in the mapping's family-by-family sample order. The value messages
     /// are written first (they are small), so every length is known before the labels, most of
     /// the body, are copied: once, straight into the body.
-    pub fn render(&self, values: &[f64]) -> Vec<u8> {
+    pub fn render(&mut self, values: &[f64]) -> Vec<u8> {
         let mut out = Vec::new();
         self.render_into(values, &mut out);
         out
     }
 
     /// `render`, appended to `out` (a buffer kept from an earlier body: `reuse::KeptBody`).
-    pub fn render_into(&self, values: &[f64], out: &mut Vec<u8>) {
+    pub fn render_into(&mut self, values: &[f64], out: &mut Vec<u8>) {
         let v = |i: &Option<usize>| i.and_then(|i| values.get(i)).copied().unwrap_or(0.0);
-        let metrics: usize = self.families.iter().map(|f| f.metrics.len()).sum();
-        let mut vals = Vec::with_capacity(metrics * 12);
-        let mut ends = Vec::with_capacity(metrics);
-        let mut family_lens = Vec::with_capacity(self.families.len());
+        let (vals, ends, family_lens) = (&mut self.vals, &mut self.ends, &mut self.family_lens);
+        vals.clear();
+        ends.clear();
+        family_lens.clear();
         let (mut inner, mut bucket) = (Vec::new(), Vec::new());
         for f in &self.families {
             let mut len = f.header.len();
             for (labels, slot) in &f.metrics {
                 let start = vals.len();
                 match slot {
-                    Slot::Counter(i) => pb::message(3, &mut vals, &mut inner, |m| pb::double(1, v(&Some(*i)), m)),
-                    Slot::Gauge(i) => pb::message(2, &mut vals, &mut inner, |m| pb::double(1, v(&Some(*i)), m)),
-                    Slot::Summary { sum, count } => pb::message(4, &mut vals, &mut inner, |m| {
+                    Slot::Counter(i) => pb::message(3, vals, &mut inner, |m| pb::double(1, v(&Some(*i)), m)),
+                    Slot::Gauge(i) => pb::message(2, vals, &mut inner, |m| pb::double(1, v(&Some(*i)), m)),
+                    Slot::Summary { sum, count } => pb::message(4, vals, &mut inner, |m| {
                         pb::varint(1, as_count(v(count)), m);
                         pb::double(2, v(sum), m);
                     }),
-                    Slot::Histogram { sum, count, buckets } => pb::message(7, &mut vals, &mut inner, |m| {
+                    Slot::Histogram { sum, count, buckets } => pb::message(7, vals, &mut inner, |m| {
                         pb::varint(1, as_count(v(count)), m);
                         pb::double(2, v(sum), m);
                         for (bound, i) in buckets {
@@ -289,8 +294,8 @@ impl PushPlan {
         let total: usize = family_lens.iter().map(|&l| pb::encoded_len_varint(l as u64) + l).sum();
         let start = out.len();
         out.reserve(total);
-        let (mut at, mut ends) = (0, ends.into_iter());
-        for (f, len) in self.families.iter().zip(family_lens) {
+        let (mut at, mut ends) = (0, ends.iter().copied());
+        for (f, &len) in self.families.iter().zip(family_lens.iter()) {
             pb::encode_varint(len as u64, out);
             out.extend_from_slice(&f.header);
             for (labels, _) in &f.metrics {
